@@ -1,0 +1,1 @@
+//! Mescon media: the SFU engine (filled in by the SFU work).

@@ -1,0 +1,1 @@
+//! Mescon library.
