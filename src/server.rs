@@ -1,0 +1,137 @@
+//! Starting and stopping the server: open the store, load secrets, bind, serve (HTTP or HTTPS), and
+//! shut down gracefully on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use tokio::task::JoinHandle;
+
+use crate::app::{App, AppState};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::keys::Secrets;
+use crate::store::Store;
+
+/// A server that is up: where it listens, and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound HTTP(S) address (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
+    /// The shared state (tests use it to reach the store).
+    pub app: AppState,
+    handle: Handle<SocketAddr>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Asks the server to stop accepting and finish in-flight requests within `grace`.
+    pub fn shutdown(&self, grace: Duration) {
+        self.handle.graceful_shutdown(Some(grace));
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await??;
+        self.app.store.close().await;
+        Ok(())
+    }
+}
+
+/// Opens everything the configuration names and starts serving in the background.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    install_crypto_provider();
+    // Install the metrics recorder before the first request, or its counts would be dropped.
+    crate::http::health::prometheus();
+    let store = Store::open(&config.database_url).await?;
+    let secrets = Secrets::load(&config)?;
+    tracing::info!(backend = ?store.backend(), keys = ?secrets.ring.kids(), "store ready");
+    let app: AppState = Arc::new(App::new(config, store, secrets, clock)?);
+    spawn_housekeeping(app.clone());
+
+    let router =
+        crate::http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let handle: Handle<SocketAddr> = Handle::new();
+    let listener = std::net::TcpListener::bind(app.config.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let task = match &app.config.tls {
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+            tokio::spawn(async move { server.serve(router).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            tokio::spawn(async move { server.serve(router).await })
+        }
+    };
+    let scheme = if app.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!("listening on {scheme}://{addr}");
+    Ok(Running {
+        addr,
+        app,
+        handle,
+        task,
+    })
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains for up to 10 s.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(config, Arc::new(SystemClock)).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(10));
+    running.wait().await
+}
+
+/// Makes ring the process-wide rustls provider (HTTPS serving and the webhook client need one).
+/// Idempotent: a provider already installed is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn spawn_housekeeping(app: AppState) {
+    let weak = Arc::downgrade(&app);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(app) = weak.upgrade() else { break };
+            app.limits.sweep();
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(cause = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(cause = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
