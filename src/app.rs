@@ -31,6 +31,8 @@ pub struct App {
     pub limits: RateLimits,
     /// The clock (injectable for tests).
     pub clock: Arc<dyn Clock>,
+    /// Connected devices and fan-out.
+    pub hub: crate::realtime::Hub,
     /// Key for avatar URL signatures.
     avatar_key: Vec<u8>,
 }
@@ -64,6 +66,7 @@ impl App {
             otp,
             limits,
             clock,
+            hub: Default::default(),
             avatar_key,
         })
     }
@@ -80,8 +83,17 @@ impl App {
             .tokens
             .verify_access(token, now)
             .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
-        match self.store.live_session(&claims.sid, now).await {
-            Ok(session) if session.user_id == claims.sub => Ok(AuthUser {
+        self.authenticate_session(&claims.sid, &claims.sub).await
+    }
+
+    /// Checks that a session is still live and belongs to `user_id` (long-lived sockets re-check this).
+    pub async fn authenticate_session(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<AuthUser, ApiError> {
+        match self.store.live_session(session_id, self.now()).await {
+            Ok(session) if session.user_id == user_id => Ok(AuthUser {
                 user_id: session.user_id,
                 session_id: session.id,
             }),

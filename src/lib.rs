@@ -10,5 +10,6 @@ pub mod crypto;
 pub mod http;
 pub mod keys;
 pub mod phone;
+pub mod realtime;
 pub mod server;
 pub mod store;

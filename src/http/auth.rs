@@ -146,6 +146,7 @@ pub async fn refresh(
             user_id,
         } => token_response(&app, &user_id, &session_id, next).await,
         RefreshOutcome::Reused => {
+            // The store revoked the session; its sockets notice within a minute (session re-check).
             tracing::warn!("refresh token reuse: session revoked");
             Err(ApiError::unauthorized(
                 "refresh token reused; session revoked",
@@ -170,6 +171,7 @@ pub async fn logout(
             .await?
     {
         app.store.revoke_session(&session.id, app.now()).await?;
+        app.hub.kick(&session.user_id, Some(&session.id));
     }
     Ok(with_cookie(
         StatusCode::NO_CONTENT.into_response(),

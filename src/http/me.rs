@@ -2,9 +2,9 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use futures_util::StreamExt;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
@@ -46,6 +46,7 @@ pub async fn patch_me(
     responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody)))]
 pub async fn delete_me(State(app): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     app.store.delete_user(&user.user_id, app.now()).await?;
+    app.hub.kick(&user.user_id, None);
     tracing::info!(user = %user.user_id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }

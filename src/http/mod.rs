@@ -4,6 +4,7 @@ pub mod assets;
 pub mod auth;
 pub mod blocks;
 pub mod contacts;
+pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -11,6 +12,7 @@ pub mod me;
 pub mod openapi;
 pub mod users;
 pub mod views;
+pub mod ws;
 
 use std::time::Instant;
 
@@ -56,6 +58,16 @@ pub fn router(app: AppState) -> Router {
             "/api/blocks/{user_id}",
             put(blocks::block).delete(blocks::unblock),
         )
+        .route("/api/conversations", get(conversations::list))
+        .route(
+            "/api/conversations/with/{user_id}/messages",
+            get(conversations::messages).post(conversations::send),
+        )
+        .route(
+            "/api/conversations/with/{user_id}/read",
+            post(conversations::read),
+        )
+        .route("/api/ws", get(ws::upgrade))
         .route("/api/openapi.json", get(openapi::document))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -4,7 +4,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, blocks, contacts, error, health, me, users, views};
+use super::{auth, blocks, contacts, conversations, error, health, me, users, views, ws};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -16,6 +16,8 @@ use super::{auth, blocks, contacts, error, health, me, users, views};
         users::get_avatar,
         contacts::list, contacts::create, contacts::get, contacts::update, contacts::delete,
         blocks::list, blocks::block, blocks::unblock,
+        conversations::list, conversations::messages, conversations::send, conversations::read,
+        ws::upgrade,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, views::Profile)),

@@ -1,12 +1,13 @@
 //! `/api/users/{id}/avatar`: profile pictures, addressed by the signed URL found in profile objects.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::ApiQuery;
 use crate::app::AppState;
 
 /// The query of a signed avatar URL.
@@ -26,7 +27,7 @@ pub struct AvatarQuery {
 pub async fn get_avatar(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<AvatarQuery>,
+    ApiQuery(query): ApiQuery<AvatarQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let signed = match (query.v, &query.sig) {

@@ -55,3 +55,46 @@ pub fn valid_phone(app: &App, input: &str) -> Result<String, ApiError> {
     crate::phone::normalize(input, app.config.default_region)
         .map_err(|e| ApiError::invalid(format!("phone: {e}")))
 }
+
+/// A message as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MessageView {
+    /// Opaque id.
+    pub id: String,
+    /// Position in the conversation, strictly increasing.
+    pub seq: i64,
+    /// The conversation.
+    pub conversation_id: String,
+    /// Sender's user id.
+    pub sender_id: String,
+    /// Recipient's user id.
+    pub recipient_id: String,
+    /// The sender's idempotency key.
+    pub client_id: String,
+    /// The text.
+    pub body: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when a recipient device received it.
+    pub delivered_at: Option<String>,
+    /// RFC 3339, when the recipient read it.
+    pub read_at: Option<String>,
+}
+
+impl From<&crate::store::Message> for MessageView {
+    fn from(m: &crate::store::Message) -> MessageView {
+        use crate::clock::rfc3339;
+        MessageView {
+            id: m.id.clone(),
+            seq: m.seq,
+            conversation_id: m.conversation_id.clone(),
+            sender_id: m.sender_id.clone(),
+            recipient_id: m.recipient_id.clone(),
+            client_id: m.client_id.clone(),
+            body: m.body.clone(),
+            created_at: rfc3339(m.created_at),
+            delivered_at: m.delivered_at.map(rfc3339),
+            read_at: m.read_at.map(rfc3339),
+        }
+    }
+}

@@ -6,11 +6,14 @@
 
 mod blocks;
 mod contacts;
+mod messages;
 mod otp;
+mod related;
 mod sessions;
 mod users;
 
 pub use contacts::Contact;
+pub use messages::{ConversationSummary, Message, Sent};
 pub use otp::OtpRecord;
 pub use sessions::{RefreshOutcome, SessionRow};
 pub use users::{Avatar, User};
@@ -69,6 +72,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Serializes hot write paths in-process on SQLite (see [`Store::write_gate`]).
+    gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -109,7 +114,11 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            gate: Default::default(),
+        })
     }
 
     /// Connects and applies pending migrations.
@@ -136,6 +145,16 @@ impl Store {
     /// The pool, for modules of this crate that add their own queries.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// On SQLite, a turn at the single writer: waiting here in FIFO order is much cheaper than many
+    /// connections retrying inside `busy_timeout`. PostgreSQL needs no gate (row locks do the job).
+    pub(crate) async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.serializes_writes() {
+            Some(self.gate.lock().await)
+        } else {
+            None
+        }
     }
 
     /// Answers whether the database takes queries (for `/readyz`).

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -110,6 +112,8 @@ pub struct TestServer {
     pub inbox: Inbox,
     pub http: reqwest::Client,
     pub running: Option<Running>,
+    /// The database URL the server uses (tests inspect stored rows through it).
+    pub db_url: String,
     pg_db: Option<String>,
     _dir: tempfile::TempDir,
 }
@@ -180,6 +184,7 @@ impl TestServer {
         tokio::spawn(async move { axum::serve(hook_listener, hook).await });
 
         let mut config = Config::for_tests(dir.path(), db_url);
+        let db_url = config.database_url.clone();
         config.otp_sender = OtpSenderConfig::Webhook {
             url: url::Url::parse(&format!("http://{hook_addr}/otp")).expect("url"),
             secret: WEBHOOK_SECRET.into(),
@@ -201,6 +206,7 @@ impl TestServer {
                 .build()
                 .expect("client"),
             running: Some(running),
+            db_url,
             pg_db,
             _dir: dir,
         }
