@@ -33,6 +33,10 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Connected devices and fan-out.
     pub hub: crate::realtime::Hub,
+    /// Calls that ring or run.
+    pub calls: crate::calls::Calls,
+    /// The SFU that carries call media (None only where a test runs without media).
+    pub sfu: Option<mescon_media::Sfu>,
     /// Key for avatar URL signatures.
     avatar_key: Vec<u8>,
 }
@@ -52,6 +56,7 @@ impl App {
         store: Store,
         secrets: Secrets,
         clock: Arc<dyn Clock>,
+        sfu: Option<mescon_media::Sfu>,
     ) -> Result<App, BuildError> {
         let sender = OtpSender::from_config(&config.otp_sender)?;
         let tokens = Tokens::new(&secrets.jwt, config.access_token_ttl);
@@ -67,6 +72,8 @@ impl App {
             limits,
             clock,
             hub: Default::default(),
+            calls: Default::default(),
+            sfu,
             avatar_key,
         })
     }

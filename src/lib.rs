@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod avatar;
+pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -13,3 +14,4 @@ pub mod phone;
 pub mod realtime;
 pub mod server;
 pub mod store;
+pub mod turn;

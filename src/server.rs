@@ -23,31 +23,51 @@ pub struct Running {
     pub app: AppState,
     handle: Handle<SocketAddr>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The embedded TURN server, when on (its bound address is `app.config.turn_listen`).
+    turn: Option<crate::turn::TurnServer>,
 }
 
 impl Running {
     /// Asks the server to stop accepting and finish in-flight requests within `grace`.
     pub fn shutdown(&self, grace: Duration) {
         self.handle.graceful_shutdown(Some(grace));
+        if let Some(turn) = &self.turn {
+            turn.stop();
+        }
     }
 
     /// Waits until the server has stopped.
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await??;
+        if let Some(turn) = self.turn {
+            turn.join().await;
+        }
         self.app.store.close().await;
         Ok(())
     }
 }
 
 /// Opens everything the configuration names and starts serving in the background.
-pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     install_crypto_provider();
     // Install the metrics recorder before the first request, or its counts would be dropped.
     crate::http::health::prometheus();
     let store = Store::open(&config.database_url).await?;
+    let orphaned = store.close_orphaned_calls(clock.now_ms()).await?;
+    if orphaned > 0 {
+        tracing::warn!(
+            calls = orphaned,
+            "closed calls left open by the previous run"
+        );
+    }
+    let sfu = start_sfu(&mut config).await?;
+    let turn_settings = crate::turn::prepare(&mut config)?;
     let secrets = Secrets::load(&config)?;
+    // Dropping the TURN server stops it, so an early return below leaves nothing running.
+    let turn =
+        crate::turn::start(&mut config, &turn_settings, &secrets.turn, clock.clone()).await?;
     tracing::info!(backend = ?store.backend(), keys = ?secrets.ring.kids(), "store ready");
-    let app: AppState = Arc::new(App::new(config, store, secrets, clock)?);
+    let app: AppState = Arc::new(App::new(config, store, secrets, clock, Some(sfu))?);
     spawn_housekeeping(app.clone());
 
     let router =
@@ -79,7 +99,47 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         app,
         handle,
         task,
+        turn,
     })
+}
+
+/// Starts the SFU on the configured media addresses and writes the bound ones back into the config
+/// (port 0 in tests; the TURN relay policy and the logs want the real ports).
+async fn start_sfu(config: &mut Config) -> anyhow::Result<mescon_media::Sfu> {
+    let mut sfu_config = mescon_media::SfuConfig::new(config.media_udp);
+    sfu_config.ice_tcp = config.ice_tcp;
+    sfu_config.public_ips = advertised_ips(config);
+    let sfu = mescon_media::Sfu::start(sfu_config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the SFU on {}: {e}", config.media_udp))?;
+    config.media_udp = sfu.udp_addr();
+    config.ice_tcp = sfu.ice_tcp_addr();
+    tracing::info!(udp = %sfu.udp_addr(), ice_tcp = ?sfu.ice_tcp_addr(), advertised = ?sfu_config.public_ips, "SFU ready");
+    Ok(sfu)
+}
+
+/// The addresses ICE candidates name: the configured public IPs, else, for a wildcard bind, this
+/// host's IPv4 addresses (non-loopback first: browsers ignore loopback candidates by default).
+fn advertised_ips(config: &Config) -> Vec<std::net::IpAddr> {
+    if !config.public_ips.is_empty() {
+        return config.public_ips.clone();
+    }
+    let bound = config.media_udp.ip();
+    if !bound.is_unspecified() {
+        return vec![bound];
+    }
+    let mut ips: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .map(|list| {
+            list.into_iter()
+                .map(|i| i.ip())
+                .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+                .collect()
+        })
+        .unwrap_or_default();
+    ips.sort();
+    ips.dedup();
+    ips.push(std::net::IpAddr::from([127, 0, 0, 1]));
+    ips
 }
 
 /// Runs the server until SIGINT or SIGTERM, then drains for up to 10 s.
@@ -100,11 +160,13 @@ pub fn install_crypto_provider() {
 fn spawn_housekeeping(app: AppState) {
     let weak = Arc::downgrade(&app);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // Often enough for call timeouts to be punctual; the rate-limit sweep is cheap.
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
             let Some(app) = weak.upgrade() else { break };
             app.limits.sweep();
+            crate::calls::sweep(&app).await;
         }
     });
 }

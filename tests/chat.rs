@@ -656,6 +656,20 @@ async fn presence_and_typing_reach_related_users_only(backend: Backend) {
         (Some(a.user_id.as_str()), Some(false))
     );
 
+    // Saving a number while both are online shows presence at once, not at the next reconnect.
+    srv.call(
+        "POST",
+        "/api/contacts",
+        Some(&b.access),
+        Some(json!({"phone": stranger.phone, "name": "S"})),
+    )
+    .await;
+    let p = ws.recv_type("presence").await;
+    assert_eq!(
+        (p["user_id"].as_str(), p["online"].as_bool()),
+        (Some(b.user_id.as_str()), Some(true))
+    );
+
     // Blocking hides presence both ways.
     srv.call(
         "PUT",

@@ -30,4 +30,7 @@ CREATE TABLE messages (
     UNIQUE (conversation_id, seq),
     UNIQUE (sender_id, client_id)
 );
-CREATE INDEX messages_unread ON messages (recipient_id, conversation_id) WHERE read_at IS NULL;
+-- Receipts touch only what is still unmarked, so these partial indexes keep marking O(new messages)
+-- instead of scanning a conversation's whole history; the unread one also counts the badges.
+CREATE INDEX messages_undelivered ON messages (conversation_id, recipient_id, seq) WHERE delivered_at IS NULL;
+CREATE INDEX messages_unread ON messages (conversation_id, recipient_id, seq) WHERE read_at IS NULL;

@@ -9,6 +9,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, AuthUser};
 use super::views::{Profile, valid_name, valid_phone};
 use crate::app::{App, AppState};
+use crate::realtime::presence;
 use crate::store::{Contact, StoreError};
 
 /// A contact: `{"id","phone","name","user"}`.
@@ -82,6 +83,9 @@ pub async fn create(
         .add_contact(&user.user_id, &phone, &name, app.now())
         .await
         .map_err(conflict("this number is already in your contacts"))?;
+    if let Some(other) = &contact.user {
+        presence::introduce(&app, &user.user_id, &other.id).await;
+    }
     Ok((
         StatusCode::CREATED,
         axum::Json(ContactView::of(&app, &contact)),
@@ -127,6 +131,9 @@ pub async fn update(
         .update_contact(&user.user_id, &id, name.as_deref(), phone.as_deref())
         .await
         .map_err(conflict("this number is already in your contacts"))?;
+    if let (Some(other), Some(_)) = (&contact.user, &phone) {
+        presence::introduce(&app, &user.user_id, &other.id).await;
+    }
     Ok(axum::Json(ContactView::of(&app, &contact)))
 }
 

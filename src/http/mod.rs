@@ -3,11 +3,13 @@
 pub mod assets;
 pub mod auth;
 pub mod blocks;
+pub mod calls;
 pub mod contacts;
 pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod ice;
 pub mod me;
 pub mod openapi;
 pub mod users;
@@ -67,7 +69,9 @@ pub fn router(app: AppState) -> Router {
             "/api/conversations/with/{user_id}/read",
             post(conversations::read),
         )
+        .route("/api/calls", get(calls::list))
         .route("/api/ws", get(ws::upgrade))
+        .route("/api/ice-servers", get(ice::ice_servers))
         .route("/api/openapi.json", get(openapi::document))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

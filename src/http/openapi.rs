@@ -4,7 +4,9 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, blocks, contacts, conversations, error, health, me, users, views, ws};
+use super::{
+    auth, blocks, calls, contacts, conversations, error, health, ice, me, users, views, ws,
+};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -17,7 +19,9 @@ use super::{auth, blocks, contacts, conversations, error, health, me, users, vie
         contacts::list, contacts::create, contacts::get, contacts::update, contacts::delete,
         blocks::list, blocks::block, blocks::unblock,
         conversations::list, conversations::messages, conversations::send, conversations::read,
+        calls::list,
         ws::upgrade,
+        ice::ice_servers,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, views::Profile)),

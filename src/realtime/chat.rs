@@ -9,7 +9,7 @@ use super::hub::frame;
 use crate::app::App;
 use crate::http::error::ApiError;
 use crate::http::views::MessageView;
-use crate::store::{Sent, StoreError};
+use crate::store::Sent;
 
 /// Longest message body, in characters.
 pub const MAX_BODY_CHARS: usize = 4096;
@@ -42,20 +42,19 @@ pub async fn send(
     if to == sender {
         return Err(ApiError::invalid("cannot message yourself"));
     }
-    match app.store.user(to).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Err(ApiError::not_found()),
-        Err(e) => return Err(e.into()),
-    }
-    if app.store.has_blocked(to, sender).await? {
-        return Err(ApiError::forbidden(
-            "this user does not accept your messages",
-        ));
-    }
-    if app.store.has_blocked(sender, to).await? {
-        return Err(ApiError::forbidden(
-            "you blocked this user; unblock them to send messages",
-        ));
+    match app.store.reachability(sender, to).await? {
+        None => return Err(ApiError::not_found()),
+        Some((true, _)) => {
+            return Err(ApiError::forbidden(
+                "this user does not accept your messages",
+            ));
+        }
+        Some((_, true)) => {
+            return Err(ApiError::forbidden(
+                "you blocked this user; unblock them to send messages",
+            ));
+        }
+        Some((false, false)) => {}
     }
     let sent = app
         .store

@@ -12,6 +12,7 @@ use super::frames::{ClientFrame, parse};
 use super::hub::{Device, Outbound, Registration, frame};
 use super::{chat, presence};
 use crate::app::AppState;
+use crate::calls;
 use crate::http::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::http::views::MessageView;
@@ -66,6 +67,7 @@ pub async fn run(app: AppState, mut socket: WebSocket) {
     for p in presence::snapshot(&app, &user.user_id).await {
         let _ = device.push_wait(frame(&p)).await;
     }
+    calls::on_connect(&app, &user.user_id, &device);
 
     let (sink, stream) = socket.split();
     let mut writer = tokio::spawn(write_loop(sink, rx));
@@ -287,15 +289,26 @@ async fn handle(app: &AppState, user: &AuthUser, device: &Device, frame_in: Clie
         ClientFrame::Ping => {
             let _ = device.push_wait(frame(&json!({"type": "pong"}))).await;
         }
-        ClientFrame::CallInvite { .. }
-        | ClientFrame::CallAccept { .. }
-        | ClientFrame::CallDecline { .. }
-        | ClientFrame::CallHangup { .. }
-        | ClientFrame::SfuSignal { .. } => {
-            reply_error(
+        ClientFrame::CallInvite { to, kind } => {
+            calls::invite(app, &user.user_id, &user.session_id, device, &to, &kind).await;
+        }
+        ClientFrame::CallAccept { call_id } => {
+            calls::accept(app, &user.user_id, &user.session_id, device, &call_id).await;
+        }
+        ClientFrame::CallDecline { call_id } => {
+            calls::decline(app, &user.user_id, device, &call_id).await
+        }
+        ClientFrame::CallHangup { call_id } => {
+            calls::hangup(app, &user.user_id, device, &call_id).await
+        }
+        ClientFrame::SfuSignal { call_id, payload } => {
+            calls::signal(
+                app,
+                &user.user_id,
+                &user.session_id,
                 device,
-                "unavailable",
-                "calls are not available on this server yet",
+                &call_id,
+                &payload,
             )
             .await;
         }

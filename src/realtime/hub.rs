@@ -128,6 +128,19 @@ impl Hub {
             .count()
     }
 
+    /// Sends a frame to the devices of one session of a user (a call follows the session that joined
+    /// it across socket reconnects); returns how many took it.
+    pub fn send_to_session(&self, user_id: &str, session_id: &str, frame: &Arc<str>) -> usize {
+        let Some(devices) = self.users.get(user_id) else {
+            return 0;
+        };
+        devices
+            .iter()
+            .filter(|d| d.session_id == session_id)
+            .filter(|d| d.push(frame))
+            .count()
+    }
+
     /// Disconnects every device of a session (logout) or of a user (`session_id` None).
     pub fn kick(&self, user_id: &str, session_id: Option<&str>) {
         if let Some(devices) = self.users.get(user_id) {

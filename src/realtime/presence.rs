@@ -45,3 +45,21 @@ pub async fn snapshot(app: &App, user: &str) -> Vec<serde_json::Value> {
     }
     out
 }
+
+/// After `owner` saved `other`'s number, `other` may now see `owner`'s presence: tell them at once
+/// rather than at their next reconnect.
+pub async fn introduce(app: &App, owner: &str, other: &str) {
+    if !app.hub.is_online(owner) || !app.hub.is_online(other) {
+        return;
+    }
+    match app.store.presence_audience(owner).await {
+        Ok(audience) if audience.iter().any(|u| u == other) => {
+            let f = frame(
+                &json!({"type": "presence", "user_id": owner, "online": true, "last_seen": null}),
+            );
+            app.hub.send_to_user(other, &f, None);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(cause = %e, "presence audience"),
+    }
+}

@@ -65,4 +65,19 @@ impl Store {
                 .await?;
         Ok(row.is_some())
     }
+
+    /// Whether `to` is a live user `sender` may write to: None when no such user, else
+    /// `(to_blocked_sender, sender_blocked_to)`. One query on the hot send path.
+    pub async fn reachability(&self, sender: &str, to: &str) -> Result<Option<(bool, bool)>> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $2 AND blocked_id = $1) THEN 1 ELSE 0 END AS BIGINT),
+                    CAST(CASE WHEN EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2) THEN 1 ELSE 0 END AS BIGINT)
+             FROM users WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(sender)
+        .bind(to)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(theirs, mine)| (theirs == 1, mine == 1)))
+    }
 }

@@ -4,7 +4,8 @@
 //! senders racing on one conversation serialize on that row and `seq` has neither duplicates nor gaps.
 //! Bodies are sealed with the key ring before they reach SQL, bound to the message's identity.
 
-use super::{Backend, Result, Store, StoreError, new_id};
+use super::writer::{NewMessage, Receipt};
+use super::{Result, Store, StoreError, new_id};
 use crate::crypto::KeyRing;
 
 /// A stored message, body decrypted.
@@ -114,7 +115,7 @@ pub struct Sent {
 
 impl Store {
     /// Stores a message, or returns the one already stored under `(sender, client_id)`. Returns only
-    /// after the transaction committed.
+    /// after the transaction that holds it committed.
     pub async fn send_message(
         &self,
         ring: &KeyRing,
@@ -124,24 +125,37 @@ impl Store {
         body: &str,
         now: i64,
     ) -> Result<Sent> {
-        if let Some(message) = self.message_by_client_id(ring, sender, client_id).await? {
-            return Ok(Sent {
-                message,
-                created: false,
-            });
-        }
-        // SQLite has one writer: queueing writers here is far cheaper than letting them spin in busy_timeout.
-        let _gate = self.write_gate().await;
-        match self
-            .insert_message(ring, sender, recipient, client_id, body, now)
-            .await
-        {
-            Ok(message) => Ok(Sent {
-                message,
+        let conversation_id = self.conversation_for(sender, recipient, now).await?;
+        let id = new_id();
+        let sealed = ring.seal(body.as_bytes(), &aad(&id, &conversation_id, sender))?;
+        let new = NewMessage {
+            id,
+            conversation_id,
+            sender: sender.to_string(),
+            recipient: recipient.to_string(),
+            client_id: client_id.to_string(),
+            sealed,
+            now,
+        };
+        let (id, conversation_id) = (new.id.clone(), new.conversation_id.clone());
+        match self.writer.insert(new).await? {
+            Some(seq) => Ok(Sent {
+                message: Message {
+                    id,
+                    seq,
+                    conversation_id,
+                    sender_id: sender.to_string(),
+                    recipient_id: recipient.to_string(),
+                    client_id: client_id.to_string(),
+                    body: body.to_string(),
+                    created_at: now,
+                    delivered_at: None,
+                    read_at: None,
+                },
                 created: true,
             }),
-            Err(StoreError::Conflict) => {
-                // A concurrent send with the same client_id won; it is the message.
+            // Sent before (a resend after a lost ack): that earlier message is the answer.
+            None => {
                 let message = self
                     .message_by_client_id(ring, sender, client_id)
                     .await?
@@ -151,21 +165,16 @@ impl Store {
                     created: false,
                 })
             }
-            Err(e) => Err(e),
         }
     }
 
-    async fn insert_message(
-        &self,
-        ring: &KeyRing,
-        sender: &str,
-        recipient: &str,
-        client_id: &str,
-        body: &str,
-        now: i64,
-    ) -> Result<Message> {
-        let (a, b) = ordered(sender, recipient);
-        let mut tx = self.pool().begin().await?;
+    /// The conversation of a pair, created on first use.
+    async fn conversation_for(&self, x: &str, y: &str, now: i64) -> Result<String> {
+        let (a, b) = ordered(x, y);
+        let key = (a.to_string(), b.to_string());
+        if let Some(id) = self.conversations.get(&key) {
+            return Ok(id.clone());
+        }
         sqlx::query(
             "INSERT INTO conversations (id, user_a, user_b, last_seq, last_activity, created_at)
              VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (user_a, user_b) DO NOTHING",
@@ -174,47 +183,17 @@ impl Store {
         .bind(a)
         .bind(b)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(self.pool())
         .await?;
-        let (conversation_id, seq): (String, i64) = sqlx::query_as(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_activity = $3
-             WHERE user_a = $1 AND user_b = $2 RETURNING id, last_seq",
-        )
-        .bind(a)
-        .bind(b)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id = new_id();
-        let sealed = ring.seal(body.as_bytes(), &aad(&id, &conversation_id, sender))?;
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, recipient_id, client_id, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&id)
-        .bind(&conversation_id)
-        .bind(seq)
-        .bind(sender)
-        .bind(recipient)
-        .bind(client_id)
-        .bind(sealed)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(super::conflict_or_db)?;
-        tx.commit().await?;
-        Ok(Message {
-            id,
-            seq,
-            conversation_id,
-            sender_id: sender.to_string(),
-            recipient_id: recipient.to_string(),
-            client_id: client_id.to_string(),
-            body: body.to_string(),
-            created_at: now,
-            delivered_at: None,
-            read_at: None,
-        })
+        let id = self
+            .conversation_between(a, b)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if self.conversations.len() > 100_000 {
+            self.conversations.clear();
+        }
+        self.conversations.insert(key, id.clone());
+        Ok(id)
     }
 
     async fn message_by_client_id(
@@ -339,7 +318,14 @@ impl Store {
         up_to_seq: i64,
         now: i64,
     ) -> Result<Option<i64>> {
-        self.mark(recipient, conversation_id, up_to_seq, now, false)
+        self.writer
+            .mark(
+                Receipt::Delivered,
+                recipient,
+                conversation_id,
+                up_to_seq,
+                now,
+            )
             .await
     }
 
@@ -351,47 +337,9 @@ impl Store {
         up_to_seq: i64,
         now: i64,
     ) -> Result<Option<i64>> {
-        self.mark(recipient, conversation_id, up_to_seq, now, true)
+        self.writer
+            .mark(Receipt::Read, recipient, conversation_id, up_to_seq, now)
             .await
-    }
-
-    async fn mark(
-        &self,
-        recipient: &str,
-        conversation_id: &str,
-        up_to_seq: i64,
-        now: i64,
-        read: bool,
-    ) -> Result<Option<i64>> {
-        let _gate = self.write_gate().await;
-        let mut tx = self.pool().begin().await?;
-        let sql = if read {
-            "UPDATE messages SET read_at = $1, delivered_at = COALESCE(delivered_at, $1)
-             WHERE conversation_id = $2 AND recipient_id = $3 AND seq <= $4 AND read_at IS NULL"
-        } else {
-            "UPDATE messages SET delivered_at = $1
-             WHERE conversation_id = $2 AND recipient_id = $3 AND seq <= $4 AND delivered_at IS NULL"
-        };
-        let done = sqlx::query(sql)
-            .bind(now)
-            .bind(conversation_id)
-            .bind(recipient)
-            .bind(up_to_seq)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let (max,): (Option<i64>,) = sqlx::query_as(
-            "SELECT MAX(seq) FROM messages WHERE conversation_id = $1 AND recipient_id = $2 AND seq <= $3",
-        )
-        .bind(conversation_id)
-        .bind(recipient)
-        .bind(up_to_seq)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(max)
     }
 
     /// Records when a user was last online.
@@ -412,10 +360,5 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?;
         Ok(row.and_then(|r| r.0))
-    }
-
-    /// Whether this store needs in-process write serialization.
-    pub(crate) fn serializes_writes(&self) -> bool {
-        self.backend() == Backend::Sqlite
     }
 }

@@ -5,13 +5,16 @@
 //! BIGINT, BLOB/BYTEA) so that every statement means the same on both backends.
 
 mod blocks;
+mod calls;
 mod contacts;
 mod messages;
 mod otp;
 mod related;
 mod sessions;
 mod users;
+mod writer;
 
+pub use calls::CallRecord;
 pub use contacts::Contact;
 pub use messages::{ConversationSummary, Message, Sent};
 pub use otp::OtpRecord;
@@ -72,8 +75,10 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// Serializes hot write paths in-process on SQLite (see [`Store::write_gate`]).
-    gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Batches message inserts and receipts into shared transactions.
+    writer: writer::Writer,
+    /// Conversation ids by ordered user pair; conversations are never deleted, so entries never go stale.
+    conversations: std::sync::Arc<dashmap::DashMap<(String, String), String>>,
 }
 
 impl Store {
@@ -106,7 +111,11 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every
                         // commit across a process crash (kill -9); only an OS crash can lose the newest.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                        // mmap and a larger page cache keep hot pages out of read() syscalls.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 10000; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;",
+                        )
                             .await?;
                     }
                     Ok(())
@@ -115,9 +124,10 @@ impl Store {
             .connect_with(options)
             .await?;
         Ok(Store {
+            writer: writer::Writer::spawn(pool.clone()),
             pool,
             backend,
-            gate: Default::default(),
+            conversations: Default::default(),
         })
     }
 
@@ -145,16 +155,6 @@ impl Store {
     /// The pool, for modules of this crate that add their own queries.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
-    }
-
-    /// On SQLite, a turn at the single writer: waiting here in FIFO order is much cheaper than many
-    /// connections retrying inside `busy_timeout`. PostgreSQL needs no gate (row locks do the job).
-    pub(crate) async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if self.serializes_writes() {
-            Some(self.gate.lock().await)
-        } else {
-            None
-        }
     }
 
     /// Answers whether the database takes queries (for `/readyz`).

@@ -218,7 +218,9 @@ class CallManager extends EventTarget {
         this.dispatchEvent(new CustomEvent('incoming', { detail: this.call }));
         break;
       case 'call.accepted':
-        if (c && f.call_id === c.id && c.direction === 'outgoing' && !c.pub) {
+        // Accepted on another of this user's devices: stop ringing here.
+        if (c && f.call_id === c.id && c.state === 'incoming') { this.cleanup('answered_elsewhere', false); break; }
+        if (c && f.call_id === c.id && c.direction === 'outgoing' && !c.mediaReady) {
           this.ringer.stop();
           c.state = 'connecting';
           c.answeredAt = Date.now();
@@ -233,7 +235,8 @@ class CallManager extends EventTarget {
         if (c && f.call_id === c.id) this.cleanup(f.reason || 'hangup');
         break;
       case 'sfu.signal':
-        if (c && f.call_id === c.id) this.onSignal(f).catch((e) => console.warn('sfu.signal', e));
+        // One at a time, in arrival order: SDP and candidates must not interleave across awaits.
+        if (c && f.call_id === c.id) c.signalChain = c.signalChain.then(() => this.onSignal(f)).catch((e) => console.warn('sfu.signal', e));
         break;
       default:
         break;
@@ -248,7 +251,7 @@ class CallManager extends EventTarget {
 
   // --- internals -------------------------------------------------------------------------------
   newCall(fields) {
-    return { muted: false, cameraOff: false, local: null, remote: new MediaStream(), pub: null, sub: null, quality: null, startedAt: Date.now(), answeredAt: null, connectedAt: null, deviceIds: {}, pendingCandidates: { publish: [], subscribe: [] }, ...fields };
+    return { muted: false, cameraOff: false, local: null, remote: new MediaStream(), pub: null, sub: null, quality: null, startedAt: Date.now(), answeredAt: null, connectedAt: null, deviceIds: {}, pendingCandidates: { publish: [], subscribe: [] }, signalChain: Promise.resolve(), mediaReady: null, ...fields };
   }
 
   send(frame) {
@@ -274,9 +277,15 @@ class CallManager extends EventTarget {
     return this.iceServers;
   }
 
-  async setupMedia() {
+  /** Creates both peer connections once per call; concurrent callers share the same promise. */
+  setupMedia() {
     const c = this.call;
-    if (!c || c.pub) return;
+    if (!c) return Promise.resolve();
+    c.mediaReady = c.mediaReady || this.createPeerConnections(c);
+    return c.mediaReady;
+  }
+
+  async createPeerConnections(c) {
     const iceServers = await this.loadIceServers();
     if (this.call !== c) return;
     const config = { iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
@@ -309,7 +318,8 @@ class CallManager extends EventTarget {
 
   async onSignal(f) {
     const c = this.call;
-    if (!c.pub) await this.setupMedia(); // a subscribe offer may arrive before call.accepted settles
+    if (!c || c.id !== f.call_id) return;
+    await this.setupMedia(); // a subscribe offer may arrive before call.accepted settles
     const pc = f.pc === 'subscribe' ? c.sub : c.pub;
     if (!pc) return;
     if (f.sdp) {

@@ -20,7 +20,7 @@ const LOCAL_FULL = 'mirror absolute inset-0 w-full h-full object-cover bg-black'
 const STATUS_TEXT = {
   inviting: 'Calling…', ringing: 'Ringing…', incoming: 'Incoming call', connecting: 'Connecting…', active: '',
 };
-const END_TEXT = { hangup: 'Call ended', declined: 'Call declined', timeout: 'No answer', busy: 'Busy', cancelled: 'Call cancelled', failed: 'Call failed' };
+const END_TEXT = { answered_elsewhere: 'Answered on another device', hangup: 'Call ended', declined: 'Call declined', timeout: 'No answer', busy: 'Busy', cancelled: 'Call cancelled', failed: 'Call failed' };
 
 class CallUi {
   constructor() {

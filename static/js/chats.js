@@ -61,7 +61,7 @@ function chatRow(conv, at, preview, openChat) {
     h('button', {
       type: 'button', 'data-testid': 'chat-item', 'data-peer-id': conv.peerId,
       'aria-label': `${name}${unread ? `, ${unread} unread` : ''}`, 'aria-current': active ? 'true' : null,
-      class: `w-full flex items-center gap-3 pl-3 pr-4 text-left hover:bg-wa-panel focus:outline-none focus-visible:bg-wa-panel ${active ? 'bg-[#f0f2f5]' : ''}`,
+      class: `w-full flex items-center gap-3 pl-3 pr-4 text-left hover:bg-wa-panel focus:outline-none focus-visible:bg-wa-panel focus-visible:ring-2 focus-visible:ring-inset focus-visible:ring-wa-green/60 ${active ? 'bg-[#f0f2f5]' : ''}`,
       onclick: () => openChat(conv.peerId),
     },
     avatar({ url: p?.avatar_url, name, seed: conv.peerId }, 'w-12 h-12'),

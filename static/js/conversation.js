@@ -25,17 +25,19 @@ export function renderConversation(root, peerId, { closeChat, navigate }) {
   let firstDraw = true;
 
   // --- header ---
-  const title = h('div', { class: 'truncate text-base text-wa-text font-medium' });
-  const presence = h('div', { 'data-testid': 'presence', class: 'truncate text-xs text-wa-muted min-h-4', 'aria-live': 'polite' });
+  // Phones get the green app bar (as the chat list has); wide screens the light pane header.
+  const title = h('div', { class: 'truncate text-base text-white md:text-wa-text font-medium' });
+  const presence = h('div', { 'data-testid': 'presence', class: 'truncate text-xs text-white/80 md:text-wa-muted min-h-4', 'aria-live': 'polite' });
+  const headBtn = 'p-2 rounded-full text-white md:text-[#54656f] hover:bg-black/10 md:hover:bg-black/5';
   const headAvatar = h('div', {});
   const menu = h('div', { class: 'absolute right-2 top-14 z-20 bg-white rounded-lg shadow-xl py-2 w-56 text-sm', role: 'menu', hidden: true });
-  const moreBtn = iconButton('more', 'Chat options', { 'aria-haspopup': 'menu', onclick: (e) => { e.stopPropagation(); toggleMenu(); } });
-  const header = h('header', { class: 'relative shrink-0 h-15 px-2 md:px-4 flex items-center gap-2 md:gap-3 bg-wa-panel border-l border-wa-line' },
-    iconButton('back', 'Back to chats', { class: 'md:hidden p-2 rounded-full text-[#54656f] hover:bg-black/5', onclick: closeChat }),
+  const moreBtn = iconButton('more', 'Chat options', { 'aria-haspopup': 'menu', onclick: (e) => { e.stopPropagation(); toggleMenu(); } }, headBtn);
+  const header = h('header', { class: 'relative shrink-0 h-15 px-2 md:px-4 flex items-center gap-2 md:gap-3 bg-wa-green-dark md:bg-wa-panel md:border-l border-wa-line' },
+    iconButton('back', 'Back to chats', { onclick: closeChat }, `md:hidden ${headBtn}`),
     headAvatar,
     h('div', { class: 'flex-1 min-w-0' }, title, presence),
-    iconButton('video', 'Video call', { 'data-testid': 'call-video', onclick: () => calls.startCall(peerId, 'video') }),
-    iconButton('phone', 'Voice call', { 'data-testid': 'call-audio', onclick: () => calls.startCall(peerId, 'audio') }),
+    iconButton('video', 'Video call', { 'data-testid': 'call-video', onclick: () => calls.startCall(peerId, 'video') }, headBtn),
+    iconButton('phone', 'Voice call', { 'data-testid': 'call-audio', onclick: () => calls.startCall(peerId, 'audio') }, headBtn),
     moreBtn, menu);
 
   const drawHeader = () => {
@@ -247,7 +249,7 @@ export function renderConversation(root, peerId, { closeChat, navigate }) {
   const onPresence = (e) => { if (e.detail.userId === peerId || e.detail.userId === null) drawHeader(); };
   const onContacts = () => drawHeader();
   const onBlocks = () => { drawHeader(); drawComposerState(); };
-  const onVisible = () => { if (document.visibilityState === 'visible' && document.hasFocus()) store.markRead(peerId); };
+  const onVisible = () => { if (document.visibilityState === 'visible') store.markRead(peerId); };
   store.addEventListener('conv', onConv);
   store.addEventListener('typing', onTyping);
   store.addEventListener('presence', onPresence);

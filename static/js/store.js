@@ -166,7 +166,8 @@ class Store extends EventTarget {
       }
       this.emit('conv', { peerId });
     }
-    this.markRead(peerId);
+    // A chat restored in a background tab is not being read yet; the view marks it read on focus.
+    if (this.isReading(peerId)) this.markRead(peerId);
     return c;
   }
 
@@ -348,7 +349,8 @@ class Store extends EventTarget {
 
   /** The user is looking at this chat right now (visible tab, chat open). */
   isReading(peerId) {
-    return this.openPeer === peerId && document.visibilityState === 'visible' && document.hasFocus();
+    // Visible is enough (a visible but unfocused window is still being looked at, as on a second screen).
+    return this.openPeer === peerId && document.visibilityState === 'visible';
   }
 
   markRead(peerId) {

@@ -106,6 +106,33 @@ impl WsClient {
         }
     }
 
+    /// The next frame for which `want` holds, keeping other frames for later.
+    pub async fn recv_where(&mut self, want: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&want) {
+            return self.backlog.remove(i);
+        }
+        loop {
+            let v = self
+                .read()
+                .await
+                .unwrap_or_else(|e| panic!("socket ended while waiting: {e:?}"));
+            if want(&v) {
+                return v;
+            }
+            self.backlog.push(v);
+        }
+    }
+
+    /// Splits into a sender and a raw frame stream (for tests that read and write concurrently).
+    pub fn split(
+        self,
+    ) -> (
+        futures_util::stream::SplitSink<Stream, Message>,
+        futures_util::stream::SplitStream<Stream>,
+    ) {
+        self.stream.split()
+    }
+
     /// Asserts that no frame of type `ty` arrives within `within` (other frames are kept).
     pub async fn expect_no(&mut self, ty: &str, within: Duration) {
         assert!(

@@ -1,0 +1,276 @@
+//! Support for benchmarks and load tests: the real forwarding path (DownTrack rewrite, `rtc`
+//! sender, interceptors, SRTP) against subscriber connections established in memory, with no
+//! sockets. Not part of the application API.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::downtrack::DownTrack;
+use crate::error::{Error, Result};
+use crate::net::router::ConnId;
+use crate::peer::{Candidates, Peer};
+use crate::rtp::codec::Codec;
+use crate::track::TrackId;
+use crate::{Pc, room};
+
+const SFU_ADDR: &str = "127.0.0.1:7882";
+
+/// One subscriber: the SFU side of its connection, its downtrack, and the client side.
+struct Leg {
+    sfu: Peer,
+    dt: DownTrack,
+    client: RTCPeerConnection,
+    client_addr: SocketAddr,
+}
+
+/// N subscriber connections of one track, connected (ICE, DTLS, SRTP) in memory.
+pub struct ForwardBench {
+    legs: Vec<Leg>,
+    kind: RtpCodecKind,
+    sent: u64,
+}
+
+impl ForwardBench {
+    /// Connects `subscribers` in-memory clients to one video (VP8) or audio (Opus) track.
+    pub fn new(subscribers: usize, kind: RtpCodecKind) -> Result<Self> {
+        let now = Instant::now();
+        let sfu_addr: SocketAddr = SFU_ADDR.parse().map_err(|_| Error::Signaling("addr"))?;
+        let candidates = Candidates {
+            udp_port: sfu_addr.port(),
+            tcp_port: None,
+            ips: vec![sfu_addr.ip()],
+        };
+        let codec = match kind {
+            RtpCodecKind::Audio => RTCRtpCodec {
+                mime_type: "audio/opus".into(),
+                clock_rate: 48000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![],
+            },
+            _ => RTCRtpCodec {
+                mime_type: "video/VP8".into(),
+                clock_rate: 90000,
+                ..Default::default()
+            },
+        };
+        let mut legs = Vec::with_capacity(subscribers);
+        for i in 0..subscribers {
+            let mut sfu = Peer::new(ConnId(i as u64), Pc::Subscribe, &candidates, now)?;
+            let dt = DownTrack::attach(
+                &mut sfu.pc,
+                TrackId(1),
+                "pub",
+                "pub:t".into(),
+                kind,
+                Codec::from_mime(&codec.mime_type),
+                codec.clone(),
+            )?;
+            let client_addr = SocketAddr::from(([127, 0, 0, 2], 10_000 + i as u16));
+            let client = client_pc(client_addr, now)?;
+            legs.push(Leg {
+                sfu,
+                dt,
+                client,
+                client_addr,
+            });
+        }
+        let mut bench = Self {
+            legs,
+            kind,
+            sent: 0,
+        };
+        bench.connect(sfu_addr)?;
+        Ok(bench)
+    }
+
+    fn connect(&mut self, sfu_addr: SocketAddr) -> Result<()> {
+        let now = Instant::now();
+        for leg in &mut self.legs {
+            let offer = leg.sfu.pc.create_offer(None)?;
+            leg.sfu.pc.set_local_description(now, offer)?;
+            let sdp = leg
+                .sfu
+                .pc
+                .local_description()
+                .ok_or(Error::Signaling("offer"))?;
+            leg.client.set_remote_description(now, sdp)?;
+            let answer = leg.client.create_answer(None)?;
+            leg.client.set_local_description(now, answer)?;
+            let sdp = leg
+                .client
+                .local_description()
+                .ok_or(Error::Signaling("answer"))?;
+            leg.sfu
+                .pc
+                .set_remote_description(now, RTCSessionDescription::answer(sdp.sdp)?)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.legs.iter().any(|l| !l.sfu.connected) {
+            if Instant::now() > deadline {
+                return Err(Error::Signaling("in-memory connections did not connect"));
+            }
+            for leg in &mut self.legs {
+                leg.pump(sfu_addr)?;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for leg in &mut self.legs {
+            room::resolve_payload_type(&mut leg.sfu.pc, &mut leg.dt);
+            if leg.dt.payload_type.is_none() {
+                return Err(Error::Signaling("codec not negotiated"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// Forwards one publisher packet to every subscriber through the real sender path and
+    /// returns the SRTP bytes produced (the datagrams are dropped instead of sent).
+    pub fn forward(&mut self, packet: &rtp::Packet) -> usize {
+        let now = Instant::now();
+        self.sent += 1;
+        // Let interceptors (reports, TWCC history) do their periodic work as in production.
+        let timers = self.sent.is_multiple_of(256);
+        let mut bytes = 0;
+        for leg in &mut self.legs {
+            if leg.dt.write(&mut leg.sfu.pc, packet, 0, true, now) {
+                while let Some(out) = leg.sfu.pc.poll_write() {
+                    bytes += out.message.len();
+                }
+            }
+            if timers {
+                let _ = leg.sfu.pc.handle_timeout(now);
+                while leg.sfu.pc.poll_write().is_some() {}
+            }
+        }
+        bytes
+    }
+
+    /// A publisher packet of this bench's kind with `len` payload bytes.
+    pub fn packet(&self, seq: u16, len: usize) -> rtp::Packet {
+        let mut payload = vec![0xab; len];
+        if self.kind == RtpCodecKind::Video && len >= 2 {
+            payload[0] = 0x10;
+            payload[1] = 0x00;
+        }
+        rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: seq as u32 * 3000,
+                ssrc: 0x5eed,
+                marker: true,
+                ..Default::default()
+            },
+            payload: payload.into(),
+        }
+    }
+}
+
+impl Leg {
+    /// Moves datagrams both ways and runs timers and events once.
+    fn pump(&mut self, sfu_addr: SocketAddr) -> Result<()> {
+        let now = Instant::now();
+        let _ = self.sfu.pc.handle_timeout(now);
+        let _ = self.client.handle_timeout(now);
+        while let Some(m) = self.sfu.pc.poll_write() {
+            let _ = self
+                .client
+                .handle_read(datagram(sfu_addr, self.client_addr, m.message));
+        }
+        while let Some(m) = self.client.poll_write() {
+            let _ = self
+                .sfu
+                .pc
+                .handle_read(datagram(self.client_addr, sfu_addr, m.message));
+        }
+        while let Some(ev) = self.sfu.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                RTCPeerConnectionState::Connected,
+            ) = ev
+            {
+                self.sfu.connected = true;
+            }
+        }
+        while self.client.poll_event().is_some() {}
+        while self.client.poll_read().is_some() {}
+        while self.sfu.pc.poll_read().is_some() {}
+        Ok(())
+    }
+}
+
+fn datagram(from: SocketAddr, to: SocketAddr, message: BytesMut) -> TaggedBytesMut {
+    TaggedBytesMut {
+        now: Instant::now(),
+        transport: TransportContext {
+            local_addr: to,
+            peer_addr: from,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message,
+    }
+}
+
+/// A plain client peer connection with one host candidate.
+fn client_pc(addr: SocketAddr, now: Instant) -> Result<RTCPeerConnection> {
+    let mut me = MediaEngine::default();
+    me.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut me)?;
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .build(now)?;
+    let c = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".into(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(RTCIceCandidate::from(&c).to_json()?)?;
+    Ok(pc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_subscribers_get_srtp() {
+        let mut b = ForwardBench::new(3, RtpCodecKind::Video).expect("connects");
+        assert_eq!(b.subscribers(), 3);
+        let p = b.packet(1, 1200);
+        let bytes = b.forward(&p);
+        // Each subscriber gets one SRTP packet: the payload plus header and auth tag.
+        // Each subscriber gets one SRTP packet: 12-byte header, the transport-cc extension
+        // (8 bytes), the payload and a 16-byte tag, i.e. the AEAD_AES_128_GCM profile won.
+        assert_eq!(bytes, 3 * (12 + 8 + 1200 + 16));
+    }
+}

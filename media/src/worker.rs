@@ -1,0 +1,403 @@
+//! A worker task: owns some rooms and every peer connection in them, and is the only place
+//! those connections are touched, so the packet path needs no locks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Limits;
+use crate::error::{Error, Result};
+use crate::net::outbox::Outbox;
+use crate::net::router::{ConnId, Route};
+use crate::peer::Transport;
+use crate::room::Room;
+use crate::{Event, Pc};
+
+/// How often rooms do their periodic work.
+const HOUSEKEEPING: Duration = Duration::from_millis(50);
+/// Most queued inputs handled before timers get a look in.
+const BATCH: usize = 64;
+
+/// Which participant connection a [`ConnId`] is.
+pub(crate) struct ConnInfo {
+    pub room: Arc<str>,
+    pub participant: Arc<str>,
+    pub pc: Pc,
+}
+
+/// A datagram routed to a connection of this worker.
+pub(crate) struct Datagram {
+    pub conn: ConnId,
+    pub peer: SocketAddr,
+    pub proto: TransportProtocol,
+    pub data: BytesMut,
+    pub at: Instant,
+}
+
+use std::net::SocketAddr;
+
+/// What the API asks of a worker.
+pub(crate) enum Command {
+    Join {
+        room: Arc<str>,
+        participant: Arc<str>,
+        events: mpsc::UnboundedSender<Event>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    PublishOffer {
+        room: Arc<str>,
+        participant: Arc<str>,
+        sdp: String,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    SubscribeAnswer {
+        room: Arc<str>,
+        participant: Arc<str>,
+        sdp: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    AddCandidate {
+        room: Arc<str>,
+        participant: Arc<str>,
+        pc: Pc,
+        candidate: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    RestartIce {
+        room: Arc<str>,
+        participant: Arc<str>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    SetMaxLayer {
+        room: Arc<str>,
+        participant: Arc<str>,
+        layer: usize,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Leave {
+        room: Arc<str>,
+        participant: Arc<str>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    CloseRoom {
+        room: Arc<str>,
+        reply: oneshot::Sender<bool>,
+    },
+    Stats {
+        reply: oneshot::Sender<WorkerStats>,
+    },
+}
+
+/// Inputs of a worker, in one queue so signaling and media stay ordered.
+pub(crate) enum Input {
+    Command(Command),
+    Datagram(Datagram),
+}
+
+/// What a worker holds, for tests and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkerStats {
+    /// Open rooms.
+    pub rooms: usize,
+    /// Participants in them.
+    pub participants: usize,
+    /// Live peer connections.
+    pub connections: usize,
+}
+
+/// State shared by the rooms of one worker.
+pub(crate) struct Ctx {
+    pub transport: Arc<Transport>,
+    /// Datagrams produced this turn, sent together at its end.
+    pub out: Outbox,
+    pub worker: usize,
+    pub conns: HashMap<ConnId, ConnInfo>,
+    pub limits: Limits,
+    pub connect_timeout: Duration,
+    pub track_ids: Arc<AtomicU64>,
+    /// Participants to remove after the current step (failed connections).
+    pub removals: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl Ctx {
+    /// The route to a connection of this worker.
+    pub fn route(&self, conn: ConnId) -> Route {
+        Route {
+            worker: self.worker,
+            conn,
+        }
+    }
+
+    /// A fresh track id, unique across workers.
+    pub fn next_track_id(&self) -> u64 {
+        self.track_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// One worker task's state.
+pub(crate) struct Worker {
+    ctx: Ctx,
+    rooms: HashMap<Arc<str>, Room>,
+}
+
+impl Worker {
+    /// A worker with no rooms.
+    pub fn new(ctx: Ctx) -> Self {
+        Self {
+            ctx,
+            rooms: HashMap::new(),
+        }
+    }
+
+    /// Runs until every sender of `rx` is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        let mut wake = next_housekeeping;
+        loop {
+            tokio::select! {
+                input = rx.recv() => {
+                    let Some(input) = input else { break };
+                    self.handle(input);
+                    for _ in 0..BATCH {
+                        match rx.try_recv() {
+                            Ok(input) => self.handle(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            let now = Instant::now();
+            if now >= next_housekeeping {
+                for room in self.rooms.values_mut() {
+                    room.housekeeping(&mut self.ctx, now);
+                }
+                next_housekeeping = now + HOUSEKEEPING;
+            }
+            self.apply_removals(now);
+            // Last, so timers set by anything above are seen before sleeping.
+            wake = self
+                .fire_timeouts(now)
+                .map_or(next_housekeeping, |t| t.min(next_housekeeping));
+            self.ctx.out.flush();
+        }
+        let now = Instant::now();
+        let rooms: Vec<Arc<str>> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            if let Some(mut r) = self.rooms.remove(&room) {
+                let ids: Vec<Arc<str>> = r.participants.keys().cloned().collect();
+                for id in ids {
+                    let _ = r.leave(&mut self.ctx, &id, now);
+                }
+            }
+        }
+    }
+
+    /// Runs every expired connection timer and returns the earliest pending one. One pass over
+    /// the connections per loop turn; the connections a timer woke are asked again afterwards.
+    fn fire_timeouts(&mut self, now: Instant) -> Option<Instant> {
+        let mut min: Option<Instant> = None;
+        let mut fold = |t: Instant| min = Some(min.map_or(t, |m: Instant| m.min(t)));
+        let mut due: Vec<(Arc<str>, Arc<str>, Pc)> = Vec::new();
+        for room in self.rooms.values_mut() {
+            for p in room.participants.values_mut() {
+                for peer in [p.publish.as_mut(), p.subscribe.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    match peer.pc.poll_timeout() {
+                        Some(t) if t <= now => {
+                            let _ = peer.pc.handle_timeout(now);
+                            due.push((room.id.clone(), p.id.clone(), peer.kind));
+                        }
+                        Some(t) => fold(t),
+                        None => {}
+                    }
+                }
+            }
+        }
+        for (room, pid, pc) in &due {
+            if let Some(r) = self.rooms.get_mut(room) {
+                r.drive(&mut self.ctx, pid, *pc, now);
+                if let Some(t) = r
+                    .participants
+                    .get_mut(pid)
+                    .and_then(|p| p.peer_mut(*pc))
+                    .and_then(|peer| peer.pc.poll_timeout())
+                {
+                    fold(t);
+                }
+            }
+        }
+        min
+    }
+
+    fn apply_removals(&mut self, now: Instant) {
+        while let Some((room, pid)) = self.ctx.removals.pop() {
+            self.leave(&room, &pid, now).ok();
+        }
+    }
+
+    fn leave(&mut self, room: &str, pid: &str, now: Instant) -> Result<()> {
+        let r = self.rooms.get_mut(room).ok_or(Error::UnknownParticipant)?;
+        let res = r.leave(&mut self.ctx, pid, now);
+        if r.participants.is_empty() {
+            self.rooms.remove(room);
+        }
+        res
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Datagram(d) => self.on_datagram(d),
+            Input::Command(c) => self.on_command(c),
+        }
+    }
+
+    #[inline]
+    fn on_datagram(&mut self, d: Datagram) {
+        let Some(info) = self.ctx.conns.get(&d.conn) else {
+            return;
+        };
+        let (room, pid, pc) = (info.room.clone(), info.participant.clone(), info.pc);
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let local = self.ctx.transport.local_for(d.peer, d.proto);
+        let Some(peer) = r.participants.get_mut(&pid).and_then(|p| p.peer_mut(pc)) else {
+            return;
+        };
+        let msg = TaggedBytesMut {
+            now: d.at,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: d.peer,
+                ecn: None,
+                transport_protocol: d.proto,
+            },
+            message: d.data,
+        };
+        if peer.pc.handle_read(msg).is_err() {
+            return;
+        }
+        r.drive(&mut self.ctx, &pid, pc, d.at);
+    }
+
+    fn on_command(&mut self, c: Command) {
+        let now = Instant::now();
+        match c {
+            Command::Join {
+                room,
+                participant,
+                events,
+                reply,
+            } => {
+                let r = self
+                    .rooms
+                    .entry(room.clone())
+                    .or_insert_with(|| Room::new(room.clone()));
+                let res = r.join(&self.ctx, participant, events);
+                if r.participants.is_empty() {
+                    self.rooms.remove(&room);
+                }
+                let _ = reply.send(res);
+            }
+            Command::PublishOffer {
+                room,
+                participant,
+                sdp,
+                reply,
+            } => {
+                let res = match self.rooms.get_mut(&room) {
+                    Some(r) => r.publish_offer(&mut self.ctx, &participant, sdp, now),
+                    None => Err(Error::UnknownParticipant),
+                };
+                let _ = reply.send(res);
+            }
+            Command::SubscribeAnswer {
+                room,
+                participant,
+                sdp,
+                reply,
+            } => {
+                let ctx = &mut self.ctx;
+                let res = match self.rooms.get_mut(&room) {
+                    Some(r) => r.subscribe_answer(ctx, &participant, sdp, now),
+                    None => Err(Error::UnknownParticipant),
+                };
+                let _ = reply.send(res);
+            }
+            Command::AddCandidate {
+                room,
+                participant,
+                pc,
+                candidate,
+                reply,
+            } => {
+                let ctx = &mut self.ctx;
+                let res = match self.rooms.get_mut(&room) {
+                    Some(r) => r.add_candidate(ctx, &participant, pc, candidate, now),
+                    None => Err(Error::UnknownParticipant),
+                };
+                let _ = reply.send(res);
+            }
+            Command::RestartIce {
+                room,
+                participant,
+                reply,
+            } => {
+                let ctx = &mut self.ctx;
+                let res = match self.rooms.get_mut(&room) {
+                    Some(r) => r.restart_ice(ctx, &participant, now),
+                    None => Err(Error::UnknownParticipant),
+                };
+                let _ = reply.send(res);
+            }
+            Command::SetMaxLayer {
+                room,
+                participant,
+                layer,
+                reply,
+            } => {
+                let res = match self.rooms.get_mut(&room) {
+                    Some(r) => r.set_max_layer(&participant, layer),
+                    None => Err(Error::UnknownParticipant),
+                };
+                let _ = reply.send(res);
+            }
+            Command::Leave {
+                room,
+                participant,
+                reply,
+            } => {
+                let _ = reply.send(self.leave(&room, &participant, now));
+            }
+            Command::CloseRoom { room, reply } => {
+                let existed = match self.rooms.remove(&room) {
+                    Some(mut r) => {
+                        let ids: Vec<Arc<str>> = r.participants.keys().cloned().collect();
+                        for id in ids {
+                            let _ = r.leave(&mut self.ctx, &id, now);
+                        }
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(existed);
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(WorkerStats {
+                    rooms: self.rooms.len(),
+                    participants: self.rooms.values().map(|r| r.participants.len()).sum(),
+                    connections: self.ctx.conns.len(),
+                });
+            }
+        }
+    }
+}

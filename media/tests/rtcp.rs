@@ -1,0 +1,216 @@
+//! RTCP paths: NACK answered with RTX, keyframe requests relayed and throttled.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::TrackRemote;
+
+/// The RTX payload type paired with VP8 in the default codec set.
+const RTX_PT: u8 = 97;
+
+fn rtp_payload_type(d: &[u8]) -> Option<u8> {
+    // RFC 7983: RTP/RTCP first byte 128..=191; RTCP packet types 192..=223 share the byte.
+    if d.len() >= 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1]) {
+        Some(d[1] & 0x7f)
+    } else {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_video_packets_are_recovered_through_rtx() {
+    let sfu = start_sfu(false).await;
+    let sfu_addr = sfu.udp_addr();
+    // Drop every 10th VP8 media packet on its way to the subscriber (never RTX, PT 97).
+    let n = Arc::new(AtomicUsize::new(0));
+    let proxy = Arc::new(
+        Proxy::spawn(sfu_addr, move |d| match rtp_payload_type(d) {
+            Some(VP8_PT) if n.fetch_add(1, Ordering::Relaxed) % 10 == 5 => Verdict::Drop,
+            Some(RTX_PT) => Verdict::Count,
+            _ => Verdict::Pass,
+        })
+        .await,
+    );
+    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    answer_via_proxy(sh, sub.clone(), proxy.clone(), sfu_addr, sev);
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let publisher = Publisher::connect(&ph, false).await;
+
+    publisher.send(200, 50, Duration::from_millis(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let dropped = proxy.dropped.load(Ordering::Relaxed);
+    assert!(dropped >= 10, "loss was induced: {dropped}");
+    let seen = sub.seen();
+    let video = seen.get("pub:video").expect("video");
+    let mut seqs: Vec<u16> = video.iter().map(|p| p.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let span = seqs.last().copied().unwrap_or(0) - seqs.first().copied().unwrap_or(0) + 1;
+    assert_eq!(
+        seqs.len(),
+        span as usize,
+        "every sequence number arrived (dropped {dropped}, got {} of {span})",
+        seqs.len()
+    );
+    assert!(seqs.len() >= 150, "{} video packets", seqs.len());
+    let rtx = proxy.counted.load(Ordering::Relaxed);
+    assert!(
+        rtx >= dropped,
+        "repairs came as RTX: {rtx} RTX packets for {dropped} losses"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_requests_are_relayed_and_throttled() {
+    let sfu = start_sfu(false).await;
+    let sfu_addr = sfu.udp_addr();
+    // Count PLIs (PSFB, FMT 1) the SFU sends to the publisher.
+    let proxy = Arc::new(
+        Proxy::spawn(sfu_addr, |d| {
+            if d.len() >= 12 && d[1] == 206 && d[0] & 0x1f == 1 {
+                Verdict::Count
+            } else {
+                Verdict::Pass
+            }
+        })
+        .await,
+    );
+    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    let (log_tx, _log) = mpsc::unbounded_channel();
+    auto_answer(sh, sub.clone(), sev, log_tx);
+
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let mut client = Client::new(false).await;
+    let audio = local_track(RtpCodecKind::Audio, "audio", AUDIO_SSRC);
+    let video = local_track(RtpCodecKind::Video, "video", VIDEO_SSRC);
+    use webrtc::media_stream::track_local::TrackLocal;
+    client
+        .pc
+        .add_track(audio.clone() as Arc<dyn TrackLocal>)
+        .await
+        .expect("audio");
+    client
+        .pc
+        .add_track(video.clone() as Arc<dyn TrackLocal>)
+        .await
+        .expect("video");
+    let offer = client.offer().await;
+    let answer = ph.publish_offer(offer).await.expect("answer");
+    client.apply_answer(proxy.rewrite(&answer, sfu_addr)).await;
+    client.wait_connected(Duration::from_secs(10)).await;
+    let publisher = Publisher {
+        client,
+        audio,
+        video,
+        sent: Default::default(),
+        answer: String::new(),
+        audio_level: None,
+    };
+    // Keyframes every 10 frames so the subscriber starts quickly.
+    publisher.send(100, 10, Duration::from_millis(10)).await;
+    let video_track: Arc<dyn TrackRemote> = {
+        let tracks = sub.tracks.lock().expect("tracks").clone();
+        let mut found = None;
+        for t in tracks {
+            if t.kind().await == RtpCodecKind::Video {
+                found = Some(t);
+            }
+        }
+        found.expect("subscriber has the video track")
+    };
+    let ssrc = video_track.ssrcs().await.first().copied().expect("ssrc");
+    let before = proxy.counted.load(Ordering::Relaxed);
+
+    // 30 PLIs in 1.5 s from the subscriber: the publisher must see about 3, not 30.
+    for _ in 0..30 {
+        video_track
+            .write_rtcp(vec![Box::new(PictureLossIndication {
+                sender_ssrc: 1,
+                media_ssrc: ssrc,
+            })])
+            .await
+            .expect("send pli");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let relayed = proxy.counted.load(Ordering::Relaxed) - before;
+    assert!(
+        (2..=5).contains(&relayed),
+        "{relayed} PLIs reached the publisher"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_reports_reach_subscribers_and_receiver_reports_reach_publishers() {
+    let sfu = start_sfu(false).await;
+    let sfu_addr = sfu.udp_addr();
+    // The first RTCP header of an SRTCP compound is in the clear: count SR (200) and RR (201).
+    let to_sub = Arc::new(
+        Proxy::spawn(sfu_addr, |d| {
+            if d.len() >= 8 && d[1] == 200 {
+                Verdict::Count
+            } else {
+                Verdict::Pass
+            }
+        })
+        .await,
+    );
+    let to_pub = Arc::new(
+        Proxy::spawn(sfu_addr, |d| {
+            if d.len() >= 8 && d[1] == 201 {
+                Verdict::Count
+            } else {
+                Verdict::Pass
+            }
+        })
+        .await,
+    );
+    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    answer_via_proxy(sh, sub.clone(), to_sub.clone(), sfu_addr, sev);
+
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let mut client = Client::new(false).await;
+    let audio = local_track(RtpCodecKind::Audio, "audio", AUDIO_SSRC);
+    let video = local_track(RtpCodecKind::Video, "video", VIDEO_SSRC);
+    use webrtc::media_stream::track_local::TrackLocal;
+    client
+        .pc
+        .add_track(audio.clone() as Arc<dyn TrackLocal>)
+        .await
+        .expect("audio");
+    client
+        .pc
+        .add_track(video.clone() as Arc<dyn TrackLocal>)
+        .await
+        .expect("video");
+    let answer = ph
+        .publish_offer(client.offer().await)
+        .await
+        .expect("answer");
+    client.apply_answer(to_pub.rewrite(&answer, sfu_addr)).await;
+    client.wait_connected(Duration::from_secs(10)).await;
+    let publisher = Publisher {
+        client,
+        audio,
+        video,
+        sent: Default::default(),
+        answer,
+        audio_level: None,
+    };
+    publisher.send(300, 30, Duration::from_millis(10)).await;
+    let srs = to_sub.counted.load(Ordering::Relaxed);
+    let rrs = to_pub.counted.load(Ordering::Relaxed);
+    assert!(srs >= 2, "sender reports to the subscriber: {srs}");
+    assert!(rrs >= 2, "receiver reports to the publisher: {rrs}");
+}

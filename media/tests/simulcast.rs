@@ -1,0 +1,295 @@
+//! A simulcast publisher (3 RIDs) and a subscriber that moves between layers: it starts low,
+//! moves up at a keyframe, and never sees a sequence gap or a timestamp jump.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use mescon_media::Event;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+
+const RIDS: [&str; 3] = ["q", "h", "f"];
+const SSRCS: [u32; 3] = [0xa0, 0xa1, 0xa2];
+/// Payload sizes per layer: at 100 packets/s, about 16, 64 and 200 kbit/s, all within the
+/// initial bandwidth estimate so the requested size decides.
+const SIZES: [usize; 3] = [20, 80, 250];
+/// Sizes for the bandwidth test: about 40, 240 and 440 kbit/s at 50 packets/s.
+const BWE_SIZES: [usize; 3] = [100, 600, 1100];
+
+struct SimulcastPublisher {
+    client: Client,
+    track: Arc<TrackLocalStaticRTP>,
+    mid_ext: u8,
+    rid_ext: u8,
+    mid: String,
+    frame: u32,
+    sizes: [usize; 3],
+    interval: Duration,
+}
+
+impl SimulcastPublisher {
+    async fn connect(handle: &mescon_media::ParticipantHandle) -> Self {
+        let mut client = Client::new(false).await;
+        let codings = (0..3)
+            .map(|i| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: RIDS[i].to_owned(),
+                    ssrc: Some(SSRCS[i]),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: "video/VP8".to_owned(),
+                    clock_rate: 90000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .collect();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            "pub-stream".to_owned(),
+            "cam".to_owned(),
+            "cam".to_owned(),
+            RtpCodecKind::Video,
+            codings,
+        )));
+        client
+            .pc
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .expect("add simulcast track");
+        let offer = client.offer().await;
+        assert!(
+            offer.contains("a=simulcast:send"),
+            "offer is simulcast:\n{offer}"
+        );
+        let answer = handle.publish_offer(offer.clone()).await.expect("answer");
+        client.apply_answer(answer.clone()).await;
+        client.wait_connected(Duration::from_secs(10)).await;
+        Self {
+            client,
+            track,
+            mid_ext: extmap_id(&answer, "urn:ietf:params:rtp-hdrext:sdes:mid").expect("mid ext"),
+            rid_ext: extmap_id(&answer, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id")
+                .expect("rid ext"),
+            mid: mid_of(&offer, "video").expect("video mid"),
+            frame: 0,
+            sizes: SIZES,
+            interval: Duration::from_millis(10),
+        }
+    }
+
+    /// One frame on every layer; keyframes every 25 frames, staggered per layer.
+    async fn send_frames(&mut self, n: u32) {
+        let mut tick = tokio::time::interval(self.interval);
+        for _ in 0..n {
+            tick.tick().await;
+            let f = self.frame;
+            self.frame += 1;
+            for layer in 0..3 {
+                let keyframe = (f + layer as u32 * 7).is_multiple_of(25);
+                let mut payload = vec![0u8; self.sizes[layer]];
+                payload[0] = 0x10;
+                payload[1] = if keyframe { 0x00 } else { 0x01 };
+                payload[2] = layer as u8;
+                let mut header = rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: VP8_PT,
+                    // Unrelated numbering per layer, as real encoders have.
+                    sequence_number: (f as u16)
+                        .wrapping_add((layer as u16).wrapping_mul(20000))
+                        .wrapping_add(65000),
+                    timestamp: f.wrapping_mul(900).wrapping_add(layer as u32 * 1_000_000),
+                    ssrc: SSRCS[layer],
+                    ..Default::default()
+                };
+                header
+                    .set_extension(self.mid_ext, self.mid.clone().into_bytes().into())
+                    .expect("mid");
+                header
+                    .set_extension(self.rid_ext, RIDS[layer].as_bytes().to_vec().into())
+                    .expect("rid");
+                let _ = self
+                    .track
+                    .write_rtp(rtp::Packet {
+                        header,
+                        payload: payload.into(),
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_moves_between_layers_without_gaps() {
+    let sfu = start_sfu(false).await;
+    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    let (log_tx, _log) = mpsc::unbounded_channel();
+    auto_answer(sh.clone(), sub.clone(), sev, log_tx);
+    sh.set_max_layer(0).await.expect("small view");
+
+    let (ph, mut pev) = sfu.join("room", "pub").await.expect("join");
+    let mut publisher = SimulcastPublisher::connect(&ph).await;
+    publisher.send_frames(150).await;
+
+    let phase1 = sub.seen().get("pub:cam").cloned().unwrap_or_default();
+    assert!(
+        phase1.len() >= 50,
+        "low layer flowing: {} packets",
+        phase1.len()
+    );
+    assert!(
+        phase1.iter().all(|p| p.head[2] == 0),
+        "only layer 0 while the view is small"
+    );
+    assert!(phase1[0].keyframe);
+
+    // The publisher hears that only the low layer is needed.
+    let mut told = None;
+    while let Ok(ev) = pev.try_recv() {
+        if let Event::LayersNeeded { track, layers } = ev {
+            told = Some((track, layers));
+        }
+    }
+    assert_eq!(told, Some(("cam".to_owned(), [true, false, false])));
+
+    // The view grows: the subscriber moves to the top layer at its next keyframe.
+    sh.set_max_layer(2).await.expect("large view");
+    publisher.send_frames(150).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = sub.seen().get("pub:cam").cloned().unwrap_or_default();
+    let first_high = all
+        .iter()
+        .position(|p| p.head[2] == 2)
+        .expect("moved up to layer 2");
+    assert!(all[first_high].keyframe, "switch happens on a keyframe");
+    assert!(all[first_high..].iter().all(|p| p.head[2] == 2), "stays up");
+    assert_continuous("simulcast", &all);
+    for w in all.windows(2) {
+        let dt = w[1].ts.wrapping_sub(w[0].ts) as i32;
+        assert!(
+            (0..=9_000).contains(&dt),
+            "timestamp step {dt} between seq {} and {}",
+            w[0].seq,
+            w[1].seq
+        );
+    }
+    assert_eq!(
+        all.iter()
+            .map(|p| p.ssrc)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        1
+    );
+    let _ = &publisher.client;
+}
+
+/// Token bucket over what the SFU sends the subscriber: `rate` bytes/s (0: unlimited).
+struct Limiter {
+    rate: Arc<std::sync::atomic::AtomicU64>,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl Limiter {
+    fn judge(&self, len: usize) -> Verdict {
+        let rate = self.rate.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        if rate == 0.0 {
+            return Verdict::Pass;
+        }
+        let Ok(mut s) = self.state.lock() else {
+            return Verdict::Pass;
+        };
+        let now = std::time::Instant::now();
+        // Bucket depth: 100 ms worth.
+        s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * rate).min(rate / 10.0);
+        s.1 = now;
+        if s.0 >= len as f64 {
+            s.0 -= len as f64;
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        }
+    }
+}
+
+fn layers_of(seen: &[Seen]) -> Vec<u8> {
+    seen.iter().map(|p| p.head[2]).collect()
+}
+
+/// Each packet once, in sequence order. Under loss the client's NACK generator keeps asking
+/// for (and receiving) some old packets again, so arrival order repeats history.
+fn in_order(seen: &[Seen]) -> Vec<Seen> {
+    let Some(base) = seen.first().map(|p| p.seq) else {
+        return Vec::new();
+    };
+    let mut v: Vec<Seen> = Vec::new();
+    let mut have = std::collections::HashSet::new();
+    for p in seen {
+        if have.insert(p.seq) {
+            v.push(p.clone());
+        }
+    }
+    v.sort_by_key(|p| p.seq.wrapping_sub(base));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_limited_subscriber_gets_low_layer_then_moves_up() {
+    let sfu = start_sfu(false).await;
+    let sfu_addr = sfu.udp_addr();
+    let rate = Arc::new(std::sync::atomic::AtomicU64::new(150_000 / 8));
+    let limiter = Limiter {
+        rate: rate.clone(),
+        state: std::sync::Mutex::new((0.0, std::time::Instant::now())),
+    };
+    let proxy = Arc::new(Proxy::spawn(sfu_addr, move |d| limiter.judge(d.len())).await);
+    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    answer_via_proxy(sh, sub.clone(), proxy.clone(), sfu_addr, sev);
+
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let mut publisher = SimulcastPublisher::connect(&ph).await;
+    publisher.sizes = BWE_SIZES;
+    publisher.interval = Duration::from_millis(20);
+
+    // Limited to 150 kbit/s: the estimate falls and the subscriber settles on layer 0.
+    publisher.send_frames(250).await;
+    let limited = in_order(&sub.seen().get("pub:cam").cloned().unwrap_or_default());
+    let tail = layers_of(&limited[limited.len().saturating_sub(50)..]);
+    assert!(
+        tail.len() == 50 && tail.iter().all(|l| *l == 0),
+        "low layer under the limit: {tail:?}"
+    );
+
+    // The limit lifts: the estimate grows and the subscriber moves up.
+    rate.store(0, std::sync::atomic::Ordering::Relaxed);
+    let mut moved = false;
+    for _ in 0..30 {
+        publisher.send_frames(50).await;
+        let now = in_order(&sub.seen().get("pub:cam").cloned().unwrap_or_default());
+        if layers_of(&now[limited.len()..]).iter().any(|l| *l > 0) {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "moved above layer 0 after the limit lifted");
+    let all = in_order(&sub.seen().get("pub:cam").cloned().unwrap_or_default());
+    let first_up = limited.len()
+        + layers_of(&all[limited.len()..])
+            .iter()
+            .position(|l| *l > 0)
+            .unwrap_or(0);
+    assert!(all[first_up].keyframe, "moved up at a keyframe");
+    let _ = &publisher.client;
+}
