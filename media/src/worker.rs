@@ -302,7 +302,7 @@ impl Worker {
                     .rooms
                     .entry(room.clone())
                     .or_insert_with(|| Room::new(room.clone()));
-                let res = r.join(&self.ctx, participant, events);
+                let res = r.join(&mut self.ctx, participant, events, now);
                 if r.participants.is_empty() {
                     self.rooms.remove(&room);
                 }

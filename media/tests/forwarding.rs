@@ -71,3 +71,36 @@ async fn one_publisher_three_subscribers_get_audio_and_video() {
     assert_eq!(stats.connections, 4);
     assert!(stats.address_routes >= 4, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_receives_tracks_that_were_already_flowing() {
+    let sfu = start_sfu(false).await;
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let publisher = Publisher::connect(&ph, false).await;
+    publisher.send(60, 30, Duration::from_millis(10)).await;
+
+    // Joins only now, when the publisher's tracks are open and flowing.
+    let (sh, sev) = sfu.join("room", "late").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    let (log_tx, _log) = mpsc::unbounded_channel();
+    auto_answer(sh, sub.clone(), sev, log_tx);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publisher.send(150, 30, Duration::from_millis(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let seen = sub.seen();
+    let video = seen
+        .get("pub:video")
+        .expect("the late joiner gets the video");
+    let audio = seen
+        .get("pub:audio")
+        .expect("the late joiner gets the audio");
+    assert!(
+        video.len() >= 60 && audio.len() >= 60,
+        "{} video, {} audio",
+        video.len(),
+        audio.len()
+    );
+    assert!(video[0].keyframe, "video starts at a keyframe");
+    assert_continuous("video", video);
+}

@@ -42,12 +42,14 @@ impl Room {
         }
     }
 
-    /// Adds a participant (no connection yet).
+    /// Adds a participant and subscribes it to every track already published in the room (a late
+    /// joiner, or one re-joining after a failure, must not wait for tracks that are already flowing).
     pub fn join(
         &mut self,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
         id: Arc<str>,
         events: mpsc::UnboundedSender<Event>,
+        now: Instant,
     ) -> Result<()> {
         if self.participants.contains_key(&id) {
             return Err(Error::AlreadyJoined);
@@ -56,7 +58,18 @@ impl Room {
             return Err(Error::Limit("participants per room"));
         }
         self.participants
-            .insert(id.clone(), Participant::new(id, events, 2));
+            .insert(id.clone(), Participant::new(id.clone(), events, 2));
+        let existing: Vec<(Arc<str>, TrackId)> = self
+            .participants
+            .iter()
+            .filter(|(pid, _)| **pid != id)
+            .flat_map(|(pid, p)| p.tracks.iter().map(move |t| (pid.clone(), t.id)))
+            .collect();
+        for (publisher, track) in existing {
+            if let Err(e) = self.subscribe(ctx, &id, &publisher, track, now) {
+                tracing::debug!(error = %e, "subscribing a late joiner failed");
+            }
+        }
         Ok(())
     }
 
