@@ -137,12 +137,6 @@ impl KeyRing {
             .decrypt(&nonce, Payload { msg: ct, aad })
             .map_err(|_| CryptoError::Unauthentic)
     }
-
-    /// The key id a sealed value was made with (for background re-encryption).
-    pub fn kid_of(sealed: &[u8]) -> Result<String, CryptoError> {
-        let (kid, _, _) = split(sealed)?;
-        Ok(String::from_utf8_lossy(kid).into_owned())
-    }
 }
 
 /// HMAC-SHA256 of `msg` under `key` (webhook signatures, OTP hashes, avatar URL signatures, derived keys).
@@ -240,7 +234,6 @@ mod tests {
             b"old"
         );
         let sealed_new = r2.seal(b"new", b"a").expect("seal");
-        assert_eq!(KeyRing::kid_of(&sealed_new).expect("kid"), "k2");
         assert_eq!(
             r1.open(&sealed_new, b"a"),
             Err(CryptoError::UnknownKey("k2".into()))

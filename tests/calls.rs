@@ -348,18 +348,31 @@ impl Side {
 
     /// Publishes an audio and a video track through the call's signalling and waits until connected.
     async fn publish(&mut self, call_id: &str) -> Publisher {
-        let out = self.out.clone();
-        let answers = &mut self.publish_answers;
-        Publisher::negotiate(false, |offer| async move {
-            let frame = json!({"type": "sfu.signal", "call_id": call_id, "pc": "publish", "sdp": {"type": "offer", "sdp": offer}});
-            out.lock().await.send(Message::text(frame.to_string())).await.expect("send offer");
-            tokio::time::timeout(Duration::from_secs(15), answers.recv())
-                .await
-                .expect("publish answer in time")
-                .expect("socket open")
+        let (out, answers) = (self.out.clone(), &mut self.publish_answers);
+        Publisher::negotiate(false, |offer| {
+            exchange_publish(out, answers, call_id, offer)
         })
         .await
     }
+}
+
+/// Sends a publish offer through the call's signalling and waits for the SFU's answer.
+async fn exchange_publish(
+    out: Arc<Mutex<futures_util::stream::SplitSink<WsStream, Message>>>,
+    answers: &mut mpsc::UnboundedReceiver<String>,
+    call_id: &str,
+    offer: String,
+) -> String {
+    let frame = json!({"type": "sfu.signal", "call_id": call_id, "pc": "publish", "sdp": {"type": "offer", "sdp": offer}});
+    out.lock()
+        .await
+        .send(Message::text(frame.to_string()))
+        .await
+        .expect("send offer");
+    tokio::time::timeout(Duration::from_secs(15), answers.recv())
+        .await
+        .expect("publish answer in time")
+        .expect("socket open")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,12 +462,7 @@ async fn a_call_survives_a_websocket_reconnect() {
         .await;
     pa.client.pc.restart_ice().await.expect("restart");
     let offer = pa.client.offer().await;
-    sa.send(json!({"type": "sfu.signal", "call_id": id, "pc": "publish", "sdp": {"type": "offer", "sdp": offer}}))
-        .await;
-    let answer = tokio::time::timeout(Duration::from_secs(15), sa.publish_answers.recv())
-        .await
-        .expect("restart answer")
-        .expect("open");
+    let answer = exchange_publish(sa.out.clone(), &mut sa.publish_answers, &id, offer).await;
     pa.client.apply_answer(answer).await;
 
     let key = format!("{}:video", a.user_id);

@@ -90,32 +90,11 @@ async fn keyframe_requests_are_relayed_and_throttled() {
     auto_answer(sh, sub.clone(), sev, log_tx);
 
     let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
-    let mut client = Client::new(false).await;
-    let audio = local_track(RtpCodecKind::Audio, "audio", AUDIO_SSRC);
-    let video = local_track(RtpCodecKind::Video, "video", VIDEO_SSRC);
-    use webrtc::media_stream::track_local::TrackLocal;
-    client
-        .pc
-        .add_track(audio.clone() as Arc<dyn TrackLocal>)
-        .await
-        .expect("audio");
-    client
-        .pc
-        .add_track(video.clone() as Arc<dyn TrackLocal>)
-        .await
-        .expect("video");
-    let offer = client.offer().await;
-    let answer = ph.publish_offer(offer).await.expect("answer");
-    client.apply_answer(proxy.rewrite(&answer, sfu_addr)).await;
-    client.wait_connected(Duration::from_secs(10)).await;
-    let publisher = Publisher {
-        client,
-        audio,
-        video,
-        sent: Default::default(),
-        answer: String::new(),
-        audio_level: None,
-    };
+    let publisher = Publisher::negotiate(false, |offer| async {
+        let answer = ph.publish_offer(offer).await.expect("answer");
+        proxy.rewrite(&answer, sfu_addr)
+    })
+    .await;
     // Keyframes every 10 frames so the subscriber starts quickly.
     publisher.send(100, 10, Duration::from_millis(10)).await;
     let video_track: Arc<dyn TrackRemote> = {
@@ -180,34 +159,11 @@ async fn sender_reports_reach_subscribers_and_receiver_reports_reach_publishers(
     answer_via_proxy(sh, sub.clone(), to_sub.clone(), sfu_addr, sev);
 
     let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
-    let mut client = Client::new(false).await;
-    let audio = local_track(RtpCodecKind::Audio, "audio", AUDIO_SSRC);
-    let video = local_track(RtpCodecKind::Video, "video", VIDEO_SSRC);
-    use webrtc::media_stream::track_local::TrackLocal;
-    client
-        .pc
-        .add_track(audio.clone() as Arc<dyn TrackLocal>)
-        .await
-        .expect("audio");
-    client
-        .pc
-        .add_track(video.clone() as Arc<dyn TrackLocal>)
-        .await
-        .expect("video");
-    let answer = ph
-        .publish_offer(client.offer().await)
-        .await
-        .expect("answer");
-    client.apply_answer(to_pub.rewrite(&answer, sfu_addr)).await;
-    client.wait_connected(Duration::from_secs(10)).await;
-    let publisher = Publisher {
-        client,
-        audio,
-        video,
-        sent: Default::default(),
-        answer,
-        audio_level: None,
-    };
+    let publisher = Publisher::negotiate(false, |offer| async {
+        let answer = ph.publish_offer(offer).await.expect("answer");
+        to_pub.rewrite(&answer, sfu_addr)
+    })
+    .await;
     publisher.send(300, 30, Duration::from_millis(10)).await;
     let srs = to_sub.counted.load(Ordering::Relaxed);
     let rrs = to_pub.counted.load(Ordering::Relaxed);

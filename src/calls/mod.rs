@@ -84,11 +84,6 @@ impl Calls {
     fn busy(&self, user: &str) -> bool {
         self.with(|live| live.values().any(|c| c.caller == user || c.callee == user))
     }
-
-    /// Number of calls ringing or running (for metrics and tests).
-    pub fn count(&self) -> usize {
-        self.with(|live| live.len())
-    }
 }
 
 fn call_error(e: &ApiError, call_id: Option<&str>, ref_: &str) -> serde_json::Value {

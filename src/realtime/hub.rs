@@ -152,11 +152,6 @@ impl Hub {
             }
         }
     }
-
-    /// Connected devices in total (for metrics).
-    pub fn device_count(&self) -> usize {
-        self.users.iter().map(|e| e.value().len()).sum()
-    }
 }
 
 /// Serializes a frame once for fan-out to many devices.

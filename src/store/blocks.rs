@@ -43,29 +43,6 @@ impl Store {
         Ok(())
     }
 
-    /// Whether either of the two has blocked the other.
-    pub async fn blocked_either_way(&self, a: &str, b: &str) -> Result<bool> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM blocks WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1) LIMIT 1",
-        )
-        .bind(a)
-        .bind(b)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.is_some())
-    }
-
-    /// Whether `blocker` has blocked `blocked`.
-    pub async fn has_blocked(&self, blocker: &str, blocked: &str) -> Result<bool> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
-                .bind(blocker)
-                .bind(blocked)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(row.is_some())
-    }
-
     /// Whether `to` is a live user `sender` may write to: None when no such user, else
     /// `(to_blocked_sender, sender_blocked_to)`. One query on the hot send path.
     pub async fn reachability(&self, sender: &str, to: &str) -> Result<Option<(bool, bool)>> {

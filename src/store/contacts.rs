@@ -131,15 +131,4 @@ impl Store {
         }
         Ok(())
     }
-
-    /// The users who keep `user_id`'s number in their contact book (presence goes to them).
-    pub async fn users_having_contact(&self, user_id: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT c.owner_id FROM contacts c JOIN users u ON u.phone = c.phone WHERE u.id = $1 AND u.deleted_at IS NULL",
-        )
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
-    }
 }
