@@ -439,18 +439,26 @@ async fn two_users_call_and_exchange_media_through_the_sfu() {
     srv.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_survives_a_websocket_reconnect() {
-    let srv = TestServer::start(Backend::Sqlite).await;
+/// A calls B, B accepts, both publish, and some of A's media has flowed.
+async fn call_with_media(
+    srv: &TestServer,
+) -> (Session, Session, String, Side, Side, Publisher, Publisher) {
     let a = srv.login(&phone(1)).await;
     let b = srv.login(&phone(2)).await;
-    let (wa, wb, id) = ring(&srv, &a, &b, "video").await;
+    let (wa, wb, id) = ring(srv, &a, &b, "video").await;
     let (mut sa, mut sb) = (Side::new(wa).await, Side::new(wb).await);
     sb.send(json!({"type": "call.accept", "call_id": id})).await;
     sa.next_frame("call.accepted").await;
     let pa = sa.publish(&id).await;
-    let _pb = sb.publish(&id).await;
+    let pb = sb.publish(&id).await;
     pa.send(40, 20, Duration::from_millis(15)).await;
+    (a, b, id, sa, sb, pa, pb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_survives_a_websocket_reconnect() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let (a, _b, id, sa, mut sb, pa, _pb) = call_with_media(&srv).await;
 
     // A's socket drops (a network switch); the call goes on, and A comes back on a new socket of
     // the same session, restarting ICE on both of its connections as the browser does.
@@ -473,6 +481,62 @@ async fn a_call_survives_a_websocket_reconnect() {
     assert!(
         after >= before + 60,
         "B still receives A's video after A reconnected: {before} -> {after}"
+    );
+    assert!(
+        sb.frames
+            .try_recv()
+            .map(|v| v["type"] != "call.ended")
+            .unwrap_or(true),
+        "the call did not end"
+    );
+    srv.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_media_fails_is_reset_and_rejoins_with_new_connections() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let (a, b, id, mut sa, mut sb, pa, pb) = call_with_media(&srv).await;
+
+    // A's connections die without a word (a crashed tab's network, a dead link): the SFU's ICE
+    // consent checks go unanswered until it gives up on them.
+    pa.client.pc.close().await.expect("close");
+    sa.receiver.pc.close().await.expect("close");
+    let reset = tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            let v = sa.frames.recv().await.expect("socket open");
+            if v["type"] == "sfu.signal" && v["reset"] == true {
+                return v;
+            }
+            assert_ne!(v["type"], "call.ended", "the call ended instead: {v}");
+        }
+    })
+    .await
+    .expect("the SFU tells A to start over");
+    assert_eq!(reset["call_id"], id.as_str());
+
+    // A starts over with new peer connections on the same call, as the browser does.
+    sa.close().await;
+    let mut sa = Side::new(WsClient::connect(&srv.base, &a.access).await).await;
+    let pa = sa.publish(&id).await;
+    let key = format!("{}:video", a.user_id);
+    let before = sb.receiver.seen().get(&key).map_or(0, Vec::len);
+    tokio::join!(
+        pa.send(100, 20, Duration::from_millis(15)),
+        pb.send(100, 20, Duration::from_millis(15))
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = sb.receiver.seen().get(&key).map_or(0, Vec::len);
+    assert!(
+        after >= before + 60,
+        "B receives A's video from A's new connection: {before} -> {after}"
+    );
+    let to_a = sa.receiver.seen();
+    let from_b = to_a
+        .get(&format!("{}:video", b.user_id))
+        .map_or(0, Vec::len);
+    assert!(
+        from_b >= 60,
+        "A's new subscribe connection gets B's video: {from_b}"
     );
     assert!(
         sb.frames

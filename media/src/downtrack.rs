@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use bytes::{BufMut, BytesMut};
+
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -17,7 +19,33 @@ use rtc::sansio::Protocol;
 use crate::peer::random_u32;
 use crate::rtp::codec::Codec;
 use crate::rtp::rewrite::Rewriter;
+use crate::rtp::seq_diff;
+use crate::track::CachedPacket;
 use crate::track::TrackId;
+
+/// Sources remembered for answering NACKs: a NACK older than the last few layer switches
+/// names a packet long gone from the cache anyway.
+const SPANS: usize = 4;
+
+/// A stretch of outgoing sequence numbers fed by one source: one layer, one set of offsets.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    layer: usize,
+    first_out: u16,
+    seq_offset: u16,
+    ts_offset: u32,
+}
+
+/// Where an outgoing packet came from, for repairing it from the publisher's cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The publisher's layer.
+    pub layer: usize,
+    /// The publisher's sequence number on that layer.
+    pub seq: u16,
+    /// Add to the publisher's timestamp to get the one the subscriber saw.
+    pub ts_offset: u32,
+}
 
 /// Layer choice and rewriting for one subscriber of one track; pure, no sockets.
 #[derive(Debug, Clone)]
@@ -28,6 +56,8 @@ pub struct Forwarder {
     current: Option<usize>,
     target: usize,
     last_at: Option<Instant>,
+    /// Recent sources, newest last.
+    spans: Vec<Span>,
 }
 
 impl Forwarder {
@@ -40,7 +70,27 @@ impl Forwarder {
             current: None,
             target,
             last_at: None,
+            spans: Vec::with_capacity(SPANS),
         }
+    }
+
+    /// The publisher's packet behind an outgoing sequence number, if it was sent from one of
+    /// the last few sources.
+    pub fn origin(&self, out_seq: u16) -> Option<Origin> {
+        let (last, _) = self.rewriter.last_out()?;
+        if seq_diff(out_seq, last) > 0 {
+            return None;
+        }
+        let span = self
+            .spans
+            .iter()
+            .rev()
+            .find(|s| seq_diff(out_seq, s.first_out) >= 0)?;
+        Some(Origin {
+            layer: span.layer,
+            seq: out_seq.wrapping_sub(span.seq_offset),
+            ts_offset: span.ts_offset,
+        })
     }
 
     /// The layer being forwarded, if any.
@@ -91,6 +141,17 @@ impl Forwarder {
                 .unwrap_or(0);
             self.rewriter.start_source(seq, ts, advance);
             self.current = Some(layer);
+            if let Some((seq_offset, ts_offset)) = self.rewriter.offsets() {
+                if self.spans.len() == SPANS {
+                    self.spans.remove(0);
+                }
+                self.spans.push(Span {
+                    layer,
+                    first_out: seq.wrapping_add(seq_offset),
+                    seq_offset,
+                    ts_offset,
+                });
+            }
         }
         let out = self.rewriter.rewrite(seq, ts)?;
         self.last_at = Some(now);
@@ -113,6 +174,11 @@ pub(crate) struct DownTrack {
     pub ssrc: u32,
     /// Negotiated payload type on the subscriber's connection, once known.
     pub payload_type: Option<u8>,
+    /// The RTX stream repairs go on (video), and its negotiated payload type once known;
+    /// without one, repairs are resent in-band.
+    pub rtx_ssrc: Option<u32>,
+    pub rtx_payload_type: Option<u8>,
+    rtx_seq: u16,
     pub mime: String,
     /// The publisher's format parameters (H.264 profile and packetization mode, VP9 profile),
     /// matched first when several payload types share a mime type.
@@ -134,8 +200,9 @@ impl DownTrack {
         rtp_codec: RTCRtpCodec,
     ) -> crate::Result<DownTrack> {
         let ssrc = random_u32();
-        // RTX lets the NACK responder repair on a separate stream (RFC 4588).
-        let rtx = (kind == RtpCodecKind::Video).then(|| RTCRtpRtxParameters { ssrc: random_u32() });
+        // Repairs go on their own RTX stream (RFC 4588), so receivers count them as such.
+        let rtx_ssrc = (kind == RtpCodecKind::Video).then(random_u32);
+        let rtx = rtx_ssrc.map(|ssrc| RTCRtpRtxParameters { ssrc });
         let mst = MediaStreamTrack::new(
             publisher.to_owned(),
             rtc_track_id.clone(),
@@ -158,12 +225,59 @@ impl DownTrack {
             rtc_track_id,
             ssrc,
             payload_type: None,
+            rtx_ssrc,
+            rtx_payload_type: None,
+            rtx_seq: random_u32() as u16,
             // Start low: the estimate is unknown until the connection has carried media.
             forwarder: Forwarder::new(codec, rtp_codec.clock_rate, 0),
             mime: rtp_codec.mime_type,
             fmtp: rtp_codec.sdp_fmtp_line,
             last_keyframe_ask: None,
         })
+    }
+
+    /// Sends a packet again that this subscriber lost: `seq` as the subscriber numbered it,
+    /// rebuilt from the publisher's cached packet. On the RTX stream (RFC 4588: the original
+    /// sequence number ahead of the payload) when one was negotiated, else in-band.
+    pub(crate) fn resend(
+        &mut self,
+        pc: &mut RTCPeerConnection,
+        seq: u16,
+        ts_offset: u32,
+        packet: &CachedPacket,
+        now: Instant,
+    ) {
+        let Some(pt) = self.payload_type else {
+            return;
+        };
+        let timestamp = packet.timestamp.wrapping_add(ts_offset);
+        let (ssrc, payload_type, sequence_number, payload) =
+            match (self.rtx_ssrc, self.rtx_payload_type) {
+                (Some(rtx_ssrc), Some(rtx_pt)) => {
+                    let mut payload = BytesMut::with_capacity(packet.payload.len() + 2);
+                    payload.put_u16(seq);
+                    payload.put_slice(&packet.payload);
+                    self.rtx_seq = self.rtx_seq.wrapping_add(1);
+                    (rtx_ssrc, rtx_pt, self.rtx_seq, payload.freeze())
+                }
+                _ => (self.ssrc, pt, seq, packet.payload.clone()),
+            };
+        let out = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker: packet.marker,
+                payload_type,
+                sequence_number,
+                timestamp,
+                ssrc,
+                ..Default::default()
+            },
+            payload,
+        };
+        let _ = pc.handle_write(TaggedRTCMessage {
+            now,
+            message: RTCMessage::RtpPacket(self.rtc_track_id.clone(), out),
+        });
     }
 
     /// Hands one publisher packet of `layer` to this subscriber's sender, renumbered, if the
@@ -229,6 +343,53 @@ mod tests {
         assert_eq!(f.forward(0, 11, 100, true, t), Some((11, 100)));
         assert_eq!(f.forward(0, 12, 3100, false, t), Some((12, 3100)));
         assert!(!f.wants_keyframe());
+    }
+
+    #[test]
+    fn origin_maps_back_across_layer_switches() {
+        let t = Instant::now();
+        let mut f = Forwarder::new(Codec::Vp8, 90_000, 0);
+        assert_eq!(f.origin(100), None, "nothing sent yet");
+        for seq in 100..=102 {
+            f.forward(0, seq, seq as u32 * 10, seq == 100, t);
+        }
+        f.set_target(2);
+        f.forward(2, 65535, 5000, true, t);
+        f.forward(2, 0, 8000, false, t);
+        // Out 100..=102 came from layer 0 unchanged, 103 and 104 from layer 2 across its wrap.
+        assert_eq!(
+            f.origin(101),
+            Some(Origin {
+                layer: 0,
+                seq: 101,
+                ts_offset: 0
+            })
+        );
+        let o = f.origin(104).expect("sent");
+        assert_eq!((o.layer, o.seq), (2, 0));
+        assert_eq!(
+            8000u32.wrapping_add(o.ts_offset),
+            4021,
+            "the timestamp the subscriber saw"
+        );
+        assert_eq!(f.origin(105), None, "not sent yet");
+        assert_eq!(f.origin(99), None, "before the first packet");
+    }
+
+    #[test]
+    fn origin_forgets_old_sources() {
+        let t = Instant::now();
+        let mut f = Forwarder::new(Codec::Vp8, 90_000, 0);
+        for round in 0..6u16 {
+            let layer = (round % 2) as usize * 2;
+            f.set_target(layer);
+            f.forward(layer, round * 1000, 0, true, t);
+        }
+        assert_eq!(f.spans.len(), SPANS);
+        // Six sources, one packet each: outgoing 0..=5; the first two are forgotten.
+        assert_eq!(f.origin(1), None);
+        assert_eq!(f.origin(2).map(|o| (o.layer, o.seq)), Some((0, 2000)));
+        assert_eq!(f.origin(5).map(|o| (o.layer, o.seq)), Some((2, 5000)));
     }
 
     #[test]

@@ -39,8 +39,10 @@
 //! 8. `handle.leave()` frees everything; the room closes with its last participant.
 //!
 //! Keyframe requests (PLI/FIR) from subscribers reach the publisher at most once per track
-//! per 500 ms; NACKs are answered with RTX from each subscriber connection's send buffer;
-//! sender and receiver reports run on both connections.
+//! per 500 ms. Subscribers' NACKs are answered with RTX from one packet cache per published
+//! layer (shared by all subscribers); publishers' losses are NACKed, and their answers are
+//! taken on SSRC-declared RTX streams and on browsers' simulcast RTX streams named only by
+//! RRID. Sender and receiver reports run on both connections.
 //!
 //! ```no_run
 //! # async fn demo(offer: String) -> mescon_media::Result<()> {
@@ -65,6 +67,7 @@ pub mod bench;
 pub mod config;
 pub mod downtrack;
 pub mod error;
+mod interceptors;
 pub mod layer;
 pub mod net;
 mod participant;

@@ -4,7 +4,6 @@
 //! Everything `rtc`-specific about construction lives here, so swapping the core (str0m is the
 //! documented fallback) stays confined to this file and the worker's event handling.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +12,8 @@ use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rtc::interceptor::{
-    Attribute, BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, Interceptor,
-    NackGeneratorBuilder, NackResponderBuilder, Packet, PacketReport, Registry, Slot, StreamInfo,
-    TaggedPacket, TwccSenderBuilder,
+    BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, NackGeneratorBuilder,
+    PacketReport, Registry, Slot, TwccSenderBuilder,
 };
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -25,16 +23,14 @@ use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
 use rtc::sansio::Protocol;
-use rtc::shared::error::Error as RtcError;
 use rtc::shared::{TaggedBytesMut, TransportProtocol};
 
 use crate::Pc;
 use crate::error::Result;
+use crate::interceptors::{FeedbackTap, ReadLink, RridRtxUnwrap};
 use crate::net::outbox::Outbox;
 use crate::net::router::{ConnId, Router};
 
@@ -120,11 +116,20 @@ impl Peer {
             RtpCodecKind::Audio,
             None,
         )?;
-        // Marks keyframe requests so they reach us; the default chain (NACK, reports, TWCC
-        // receive side) registers after it and keeps acting on everything else.
-        let registry = Registry::new().with(Slot::from(14_000), KeyframeRequestTap::default());
+        // Marks keyframe requests and NACKs so they reach us; the default chain (reports, TWCC
+        // receive side) keeps acting on everything else.
+        let registry = Registry::new().with(Slot::from(14_000), ReadLink::<FeedbackTap>::default());
         let mut registry = default_interceptors(registry, &mut media_engine)?;
         let mut estimate = None;
+        if kind == Pc::Publish {
+            // Publishers' losses are asked for again. Subscribers' NACKs are answered by the
+            // room from one cache per track, not by a send buffer per connection.
+            registry = registry
+                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+                // Below every slot `rtc` uses: browsers' simulcast repairs must be media again
+                // before the NACK generator and the reports look at them.
+                .with(Slot::from(500), ReadLink::<RridRtxUnwrap>::default());
+        }
         if kind == Pc::Subscribe {
             // Send-side estimation of what the subscriber can receive, for layer selection.
             // No pacer: forwarding keeps the publisher's own pacing, adding no queueing delay.
@@ -190,13 +195,8 @@ impl Peer {
     }
 }
 
-/// Packets each sender keeps for answering NACKs with RTX. The default (1024) holds seconds
-/// of video per subscriber; 512 still covers well over a second at 4 Mbit/s and halves the
-/// largest per-subscriber buffer.
-const NACK_BUFFER: u16 = 512;
-
-/// The default chain (NACK both ways, simulcast header extensions, TWCC receive side, RTCP
-/// reports) with a smaller NACK send buffer.
+/// The default chain (simulcast header extensions, TWCC receive side, RTCP reports) and NACK
+/// feedback in the SDP, so browsers ask for what they lose.
 fn default_interceptors(registry: Registry, media_engine: &mut MediaEngine) -> Result<Registry> {
     for parameter in ["", "pli"] {
         media_engine.register_feedback(
@@ -207,12 +207,6 @@ fn default_interceptors(registry: Registry, media_engine: &mut MediaEngine) -> R
             RtpCodecKind::Video,
         );
     }
-    let registry = registry
-        .with(
-            Slot::NackResponder,
-            NackResponderBuilder::new().with_size(NACK_BUFFER).build(),
-        )
-        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
     configure_simulcast_extension_headers(media_engine)?;
     let registry = configure_twcc_receiver_only(registry, media_engine)?;
     Ok(configure_rtcp_reports(registry))
@@ -299,60 +293,4 @@ impl<E: BandwidthEstimator> BandwidthEstimator for SharedEstimate<E> {
     fn stats(&self) -> EstimatorStats {
         self.inner.stats()
     }
-}
-
-/// Interceptor that lets inbound PLI/FIR through to the application, marked, not consumed.
-#[derive(Default)]
-struct KeyframeRequestTap {
-    read_queue: VecDeque<TaggedPacket>,
-    write_queue: VecDeque<TaggedPacket>,
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = RtcError;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| {
-                let any = p.as_any();
-                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-            })
-        {
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.read_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read_queue.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
-        self.write_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write_queue.pop_front()
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) -> std::result::Result<(), Self::Error> {
-        Ok(())
-    }
-
-    fn poll_timeout(&mut self) -> Option<Self::Time> {
-        None
-    }
-}
-
-impl Interceptor for KeyframeRequestTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

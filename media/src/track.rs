@@ -2,9 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 
+use crate::rtp::cache::PacketCache;
 use crate::rtp::codec::Codec;
 
 /// Identifies a published track inside the SFU (unique across rooms).
@@ -14,8 +17,21 @@ pub struct TrackId(pub u64);
 /// Most simulcast layers a track carries.
 pub const MAX_LAYERS: usize = 3;
 
-/// One simulcast encoding (or the single encoding of a plain track).
+/// Packets of each video layer kept for repairs: about 1.7 s of a 1.5 Mbit/s layer, far more
+/// of the lower ones. Shared by every subscriber of the track, and what it holds is the
+/// publisher's payloads, which forwarding shares rather than copies.
+const CACHE_PACKETS: usize = 256;
+
+/// What a repair needs of a publisher's packet; the sequence number is the cache's key.
 #[derive(Debug, Clone)]
+pub(crate) struct CachedPacket {
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Bytes,
+}
+
+/// One simulcast encoding (or the single encoding of a plain track).
+#[derive(Debug)]
 pub(crate) struct Layer {
     pub ssrc: u32,
     #[allow(dead_code)]
@@ -23,6 +39,8 @@ pub(crate) struct Layer {
     /// Quality rank: 0 lowest.
     pub index: usize,
     pub bitrate: BitrateMeter,
+    /// Recent packets for answering subscribers' NACKs (video only).
+    pub cache: Option<PacketCache<CachedPacket>>,
 }
 
 /// A published track.
@@ -65,7 +83,18 @@ impl Track {
             rid,
             index,
             bitrate: BitrateMeter::default(),
+            cache: (self.kind == RtpCodecKind::Video).then(|| PacketCache::new(CACHE_PACKETS)),
         });
+    }
+
+    /// A cached packet of a layer, for a repair.
+    pub fn cached(&self, layer: usize, seq: u16) -> Option<&CachedPacket> {
+        self.layers
+            .iter()
+            .find(|l| l.index == layer)?
+            .cache
+            .as_ref()?
+            .get(seq)
     }
 
     /// Whether the track is simulcast (more than one layer seen).
@@ -73,11 +102,11 @@ impl Track {
         self.layers.len() > 1
     }
 
-    /// (layer index, measured bits per second) of every layer.
-    pub fn layer_rates(&self) -> Vec<(usize, u64)> {
+    /// (layer index, measured bits per second) of every layer; 0 for a layer that stopped.
+    pub fn layer_rates(&self, now: Instant) -> Vec<(usize, u64)> {
         self.layers
             .iter()
-            .map(|l| (l.index, l.bitrate.bps))
+            .map(|l| (l.index, l.bitrate.rate(now)))
             .collect()
     }
 
@@ -101,19 +130,41 @@ pub(crate) fn rid_rank(rid: &str) -> Option<usize> {
     }
 }
 
+/// A layer with no packet for this long has stopped: a browser whose uplink estimate falls
+/// drops its upper simulcast layers without a word, and a subscriber left on one would freeze.
+const LAYER_STALE: Duration = Duration::from_millis(1000);
+
 /// Measures a layer's bitrate over ~1 s windows.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BitrateMeter {
     window_start: Option<Instant>,
+    last_packet: Option<Instant>,
     bytes: u64,
     /// Last full window's rate in bits per second.
-    pub bps: u64,
+    bps: u64,
 }
 
 impl BitrateMeter {
+    /// The last full window's rate in bits per second, or 0 once packets stopped coming.
+    pub fn rate(&self, now: Instant) -> u64 {
+        match self.last_packet {
+            Some(t) if now.saturating_duration_since(t) < LAYER_STALE => self.bps,
+            _ => 0,
+        }
+    }
+
     /// Accounts one packet.
     #[inline]
     pub fn add(&mut self, now: Instant, bytes: usize) {
+        if self
+            .last_packet
+            .is_some_and(|t| now.saturating_duration_since(t) >= LAYER_STALE)
+        {
+            // Resumed after a pause: measure afresh rather than average over the silence.
+            self.window_start = None;
+            self.bytes = 0;
+        }
+        self.last_packet = Some(now);
         let start = *self.window_start.get_or_insert(now);
         self.bytes += bytes as u64;
         let elapsed = now.saturating_duration_since(start);
@@ -201,6 +252,21 @@ mod tests {
             m.add(t0 + Duration::from_millis(i * 10), 1250);
         }
         // 101 packets of 10 kbit over 1 s.
-        assert!((1_000_000..=1_020_000).contains(&m.bps), "{}", m.bps);
+        let end = t0 + Duration::from_millis(1000);
+        assert!(
+            (1_000_000..=1_020_000).contains(&m.rate(end)),
+            "{}",
+            m.rate(end)
+        );
+        // The layer stops: after a second of silence it counts as gone...
+        assert_eq!(m.rate(end + Duration::from_millis(999)), m.rate(end));
+        assert_eq!(m.rate(end + Duration::from_millis(1000)), 0);
+        // ...and comes back measured afresh, not averaged over the pause.
+        let back = end + Duration::from_secs(5);
+        for i in 0..=50u64 {
+            m.add(back + Duration::from_millis(i * 20), 1250);
+        }
+        let r = m.rate(back + Duration::from_millis(1000));
+        assert!((500_000..=520_000).contains(&r), "{r}");
     }
 }

@@ -182,9 +182,14 @@ impl Worker {
             }
             self.apply_removals(now);
             // Last, so timers set by anything above are seen before sleeping.
-            wake = self
-                .fire_timeouts(now)
-                .map_or(next_housekeeping, |t| t.min(next_housekeeping));
+            let mut timer = self.fire_timeouts(now);
+            if !self.ctx.removals.is_empty() {
+                // A connection failed on a timer: the participant must be gone before the next
+                // command, which may well be the same participant joining again.
+                self.apply_removals(now);
+                timer = self.fire_timeouts(now);
+            }
+            wake = timer.map_or(next_housekeeping, |t| t.min(next_housekeeping));
             self.ctx.out.flush();
         }
         let now = Instant::now();

@@ -8,127 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use mescon_media::Event;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use tokio::sync::mpsc;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-
-const RIDS: [&str; 3] = ["q", "h", "f"];
-const SSRCS: [u32; 3] = [0xa0, 0xa1, 0xa2];
-/// Payload sizes per layer: at 100 packets/s, about 16, 64 and 200 kbit/s, all within the
-/// initial bandwidth estimate so the requested size decides.
-const SIZES: [usize; 3] = [20, 80, 250];
-/// Sizes for the bandwidth test: about 40, 240 and 440 kbit/s at 50 packets/s.
-const BWE_SIZES: [usize; 3] = [100, 600, 1100];
-
-struct SimulcastPublisher {
-    client: Client,
-    track: Arc<TrackLocalStaticRTP>,
-    mid_ext: u8,
-    rid_ext: u8,
-    mid: String,
-    frame: u32,
-    sizes: [usize; 3],
-    interval: Duration,
-}
-
-impl SimulcastPublisher {
-    async fn connect(handle: &mescon_media::ParticipantHandle) -> Self {
-        let mut client = Client::new(false).await;
-        let codings = (0..3)
-            .map(|i| RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    rid: RIDS[i].to_owned(),
-                    ssrc: Some(SSRCS[i]),
-                    ..Default::default()
-                },
-                codec: RTCRtpCodec {
-                    mime_type: "video/VP8".to_owned(),
-                    clock_rate: 90000,
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .collect();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "pub-stream".to_owned(),
-            "cam".to_owned(),
-            "cam".to_owned(),
-            RtpCodecKind::Video,
-            codings,
-        )));
-        client
-            .pc
-            .add_track(track.clone() as Arc<dyn TrackLocal>)
-            .await
-            .expect("add simulcast track");
-        let offer = client.offer().await;
-        assert!(
-            offer.contains("a=simulcast:send"),
-            "offer is simulcast:\n{offer}"
-        );
-        let answer = handle.publish_offer(offer.clone()).await.expect("answer");
-        client.apply_answer(answer.clone()).await;
-        client.wait_connected(Duration::from_secs(10)).await;
-        Self {
-            client,
-            track,
-            mid_ext: extmap_id(&answer, "urn:ietf:params:rtp-hdrext:sdes:mid").expect("mid ext"),
-            rid_ext: extmap_id(&answer, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id")
-                .expect("rid ext"),
-            mid: mid_of(&offer, "video").expect("video mid"),
-            frame: 0,
-            sizes: SIZES,
-            interval: Duration::from_millis(10),
-        }
-    }
-
-    /// One frame on every layer; keyframes every 25 frames, staggered per layer.
-    async fn send_frames(&mut self, n: u32) {
-        let mut tick = tokio::time::interval(self.interval);
-        for _ in 0..n {
-            tick.tick().await;
-            let f = self.frame;
-            self.frame += 1;
-            for layer in 0..3 {
-                let keyframe = (f + layer as u32 * 7).is_multiple_of(25);
-                let mut payload = vec![0u8; self.sizes[layer]];
-                payload[0] = 0x10;
-                payload[1] = if keyframe { 0x00 } else { 0x01 };
-                payload[2] = layer as u8;
-                let mut header = rtp::header::Header {
-                    version: 2,
-                    marker: true,
-                    payload_type: VP8_PT,
-                    // Unrelated numbering per layer, as real encoders have.
-                    sequence_number: (f as u16)
-                        .wrapping_add((layer as u16).wrapping_mul(20000))
-                        .wrapping_add(65000),
-                    timestamp: f.wrapping_mul(900).wrapping_add(layer as u32 * 1_000_000),
-                    ssrc: SSRCS[layer],
-                    ..Default::default()
-                };
-                header
-                    .set_extension(self.mid_ext, self.mid.clone().into_bytes().into())
-                    .expect("mid");
-                header
-                    .set_extension(self.rid_ext, RIDS[layer].as_bytes().to_vec().into())
-                    .expect("rid");
-                let _ = self
-                    .track
-                    .write_rtp(rtp::Packet {
-                        header,
-                        payload: payload.into(),
-                    })
-                    .await;
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_moves_between_layers_without_gaps() {
@@ -193,6 +73,49 @@ async fn subscriber_moves_between_layers_without_gaps() {
         1
     );
     let _ = &publisher.client;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_the_publisher_stops_sending_is_left_for_one_still_flowing() {
+    let sfu = start_sfu(false).await;
+    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    let (log_tx, _log) = mpsc::unbounded_channel();
+    auto_answer(sh.clone(), sub.clone(), sev, log_tx);
+
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let mut publisher = SimulcastPublisher::connect(&ph).await;
+    // Long enough for every layer to be measured and the subscriber to move up to the top.
+    let mut top = false;
+    for _ in 0..20 {
+        publisher.send_frames(50).await;
+        let seen = sub.seen().get("pub:cam").cloned().unwrap_or_default();
+        if seen.last().is_some_and(|p| p.head[2] == 2) {
+            top = true;
+            break;
+        }
+    }
+    assert!(top, "the subscriber reached the top layer");
+
+    // The publisher's uplink estimate falls and its browser stops sending the top layer.
+    let before = sub.seen().get("pub:cam").map_or(0, |v| v.len());
+    publisher.active = [true, true, false];
+    publisher.send_frames(300).await;
+    let all = sub.seen().get("pub:cam").cloned().unwrap_or_default();
+    let after = &all[before..];
+    let resumed = after
+        .iter()
+        .position(|p| p.head[2] < 2)
+        .expect("video resumed from a layer still flowing");
+    assert!(after[resumed].keyframe, "resumed at a keyframe");
+    // 300 frames at 10 ms: within ~1.5 s (the stop is noticed after 1 s, then a keyframe)
+    // video flows again, and keeps flowing.
+    assert!(
+        after.len() - resumed >= 100,
+        "{} packets after resuming at packet {resumed}",
+        after.len() - resumed
+    );
+    assert_continuous("layer stopped", &all);
 }
 
 /// Token bucket over what the SFU sends the subscriber: `rate` bytes/s (0: unlimited).

@@ -9,7 +9,10 @@
 //! the SFU is ICE-lite and lists its candidates in its SDP), `{"type":"sfu.signal","call_id",
 //! "pc":"subscribe","restart":true}` (client asks for a fresh subscribe offer with new ICE
 //! credentials), and server → client `{"type":"sfu.signal","call_id","active_speaker"}` and
-//! `{"type":"sfu.signal","call_id","pc":"publish","layers_needed":{"track","layers"}}`.
+//! `{"type":"sfu.signal","call_id","pc":"publish","layers_needed":{"track","layers"}}`, and
+//! `{"type":"sfu.signal","call_id","reset":true}` when the SFU dropped the member's media
+//! session (ICE or DTLS failed): the client closes both peer connections, makes new ones and
+//! offers publish again, which joins it afresh.
 
 use serde_json::{Map, Value, json};
 
@@ -194,7 +197,7 @@ async fn pump(
                     m.failed_since = None;
                 }
                 Event::Failed { .. } => {
-                    // The SFU removed the participant; the client's ICE restart re-joins it.
+                    // The SFU removed the participant; the client's next publish offer re-joins.
                     m.participant = None;
                     m.failed_since.get_or_insert(now);
                 }
@@ -213,7 +216,13 @@ async fn pump(
             Event::LayersNeeded { track, layers } => {
                 json!({"type": "sfu.signal", "call_id": call_id, "pc": "publish", "layers_needed": {"track": track, "layers": layers}})
             }
-            Event::Connected { .. } | Event::Failed { .. } => continue,
+            // The member's media session is gone with the participant: its browser must start
+            // over with new connections (a new SFU connection has new DTLS keys and m-lines,
+            // which an ICE restart of the old ones cannot take).
+            Event::Failed { .. } => {
+                json!({"type": "sfu.signal", "call_id": call_id, "reset": true})
+            }
+            Event::Connected { .. } => continue,
         };
         app.hub.send_to_session(&user, &session, &frame(&value));
     }

@@ -8,7 +8,9 @@
 //   {"type":"sfu.signal","call_id","pc":"publish"|"subscribe","candidate":{candidate,sdpMid,sdpMLineIndex,usernameFragment}|null}
 //   {"type":"sfu.signal","call_id","pc":"subscribe","restart":true}   (client asks for a fresh subscribe offer)
 // On ICE failure or a WebSocket reconnect the client restarts ICE on publish (offer with iceRestart)
-// and asks for a new subscribe offer.
+// and asks for a new subscribe offer. When the SFU gives up on this member's media it sends
+//   {"type":"sfu.signal","call_id","reset":true}
+// and the client starts over with new peer connections (resetMedia).
 import { realtime } from './ws.js';
 import { api } from './api.js';
 import { toast } from './dom.js';
@@ -321,6 +323,7 @@ class CallManager extends EventTarget {
     if (!c || c.id !== f.call_id) return;
     await this.setupMedia(); // a subscribe offer may arrive before call.accepted settles
     const pc = f.pc === 'subscribe' ? c.sub : c.pub;
+    if (f.reset) { await this.resetMedia(c); return; }
     if (!pc) return;
     if (f.sdp) {
       if (f.pc === 'subscribe' && f.sdp.type === 'offer') {
@@ -356,6 +359,27 @@ class CallManager extends EventTarget {
     }
     c.pcStates = { publish: c.pub?.connectionState, subscribe: c.sub?.connectionState };
     this.emit('quality');
+  }
+
+  /**
+   * The SFU dropped this member's media session: start over with new peer connections (the
+   * camera and microphone stay on). The new publish offer joins the room afresh.
+   */
+  async resetMedia(c) {
+    for (const pc of [c.pub, c.sub]) {
+      if (!pc) continue;
+      pc.onconnectionstatechange = null;
+      pc.onicecandidate = null;
+      pc.ontrack = null;
+      pc.close();
+    }
+    for (const t of c.remote.getTracks()) c.remote.removeTrack(t);
+    this.emit('tracks');
+    clearTimeout(c.graceTimer);
+    c.pub = c.sub = null;
+    c.pendingCandidates = { publish: [], subscribe: [] };
+    c.mediaReady = this.createPeerConnections(c);
+    await c.mediaReady;
   }
 
   restartIce() {

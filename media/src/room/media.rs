@@ -8,13 +8,14 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::sansio::Protocol;
 
 use super::Room;
 use crate::participant::Participant;
 use crate::rtp::codec::Codec;
-use crate::track::{KeyframeThrottle, Track, TrackId};
+use crate::track::{CachedPacket, KeyframeThrottle, Track, TrackId};
 use crate::worker::Ctx;
 use crate::{Event, Pc};
 
@@ -22,6 +23,9 @@ use crate::{Event, Pc};
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 /// Keyframe requests reaching a publisher, per track.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+/// Packets one NACK can have resent: a subscriber asking for more has lost too much for
+/// retransmission to help, and a keyframe request will follow.
+const MAX_REPAIRS_PER_NACK: usize = 64;
 
 impl Room {
     /// Processes everything a connection has produced after an input or timeout: events,
@@ -47,6 +51,15 @@ impl Room {
                         });
                         if wants_keyframe {
                             self.relay_keyframe_request(ctx, pid, &track_id, now);
+                        }
+                        let lost: Vec<u16> = packets
+                            .iter()
+                            .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+                            .flat_map(|n| n.nacks.iter().flat_map(|pair| pair.packet_list()))
+                            .take(MAX_REPAIRS_PER_NACK)
+                            .collect();
+                        if !lost.is_empty() {
+                            self.repair(ctx, pid, &track_id, &lost, now);
                         }
                     }
                     _ => {}
@@ -204,6 +217,16 @@ impl Room {
         };
         if let Some(l) = track.layers.iter_mut().find(|l| l.index == layer) {
             l.bitrate.add(now, packet.payload.len());
+            if let Some(cache) = l.cache.as_mut() {
+                cache.insert(
+                    packet.header.sequence_number,
+                    CachedPacket {
+                        timestamp: packet.header.timestamp,
+                        marker: packet.header.marker,
+                        payload: packet.payload.clone(),
+                    },
+                );
+            }
         }
         let keyframe = track.codec.is_keyframe(&packet.payload);
         let id = track.id;
@@ -234,6 +257,51 @@ impl Room {
                 peer.flush(&mut ctx.out);
             }
         }
+    }
+
+    /// Answers a subscriber's NACK from the publisher's packet cache: each lost packet is
+    /// mapped back to the layer and sequence number it was forwarded from and sent again (as
+    /// RTX where the subscriber negotiated it). Packets no longer cached are left to the
+    /// subscriber's keyframe request.
+    fn repair(&mut self, ctx: &mut Ctx, sub_id: &str, track: &str, lost: &[u16], now: Instant) {
+        let Some(dt) = self
+            .participants
+            .get(sub_id)
+            .and_then(|s| s.downtracks.iter().find(|d| d.rtc_track_id == track))
+        else {
+            return;
+        };
+        let Some(source) = self
+            .participants
+            .values()
+            .find_map(|p| p.tracks.iter().find(|t| t.id == dt.track))
+        else {
+            return;
+        };
+        let repairs: Vec<(u16, u32, CachedPacket)> = lost
+            .iter()
+            .filter_map(|&seq| {
+                let origin = dt.forwarder.origin(seq)?;
+                let packet = source.cached(origin.layer, origin.seq)?;
+                Some((seq, origin.ts_offset, packet.clone()))
+            })
+            .collect();
+        if repairs.is_empty() {
+            return;
+        }
+        let Some(sub) = self.participants.get_mut(sub_id) else {
+            return;
+        };
+        let (Some(peer), Some(dt)) = (
+            sub.subscribe.as_mut(),
+            sub.downtracks.iter_mut().find(|d| d.rtc_track_id == track),
+        ) else {
+            return;
+        };
+        for (seq, ts_offset, packet) in &repairs {
+            dt.resend(&mut peer.pc, *seq, *ts_offset, packet, now);
+        }
+        peer.flush(&mut ctx.out);
     }
 
     /// A subscriber's PLI/FIR for one of its downtracks, relayed to the publisher (throttled).
@@ -384,5 +452,18 @@ pub(crate) fn resolve_payload_type(
         .filter(same_mime)
         .find(|c| c.rtp_codec.sdp_fmtp_line == dt.fmtp)
         .or_else(|| codecs.iter().find(same_mime))
+        .map(|c| c.payload_type);
+    let apt = dt.payload_type.map(|pt| format!("apt={pt}"));
+    dt.rtx_payload_type = codecs
+        .iter()
+        .find(|c| {
+            c.rtp_codec.mime_type.eq_ignore_ascii_case("video/rtx")
+                && apt.as_deref().is_some_and(|apt| {
+                    c.rtp_codec
+                        .sdp_fmtp_line
+                        .split(';')
+                        .any(|p| p.trim() == apt)
+                })
+        })
         .map(|c| c.payload_type);
 }

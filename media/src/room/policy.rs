@@ -31,14 +31,14 @@ impl Room {
             return;
         }
         self.last_policy = Some(now);
-        self.select_layers(ctx.limits.max_subscriber_bitrate);
+        self.select_layers(ctx.limits.max_subscriber_bitrate, now);
         self.tell_needed_layers();
         self.elect_speaker();
     }
 
     /// Sets every subscriber's target layer from its estimate, its requested size and the
     /// publishers' measured layer bitrates.
-    fn select_layers(&mut self, cap_bps: u64) {
+    fn select_layers(&mut self, cap_bps: u64, now: Instant) {
         let rates: HashMap<TrackId, Vec<(usize, u64)>> = self
             .participants
             .values()
@@ -46,7 +46,7 @@ impl Room {
             // Every video track, not only simulcast ones: a single encoding sent with a RID
             // ranks as that RID, and the selector's floor then picks it.
             .filter(|t| t.kind == RtpCodecKind::Video)
-            .map(|t| (t.id, t.layer_rates()))
+            .map(|t| (t.id, t.layer_rates(now)))
             .collect();
         let kinds: HashMap<TrackId, RtpCodecKind> = self
             .participants
@@ -87,12 +87,18 @@ impl Room {
     }
 
     /// Tells publishers when the set of layers anyone receives changes.
+    ///
+    /// Needed are the layers subscribers get or are moving to, and the one above each target
+    /// when the subscriber shows video large enough for it: a paused layer has no measured
+    /// bitrate, so without it flowing nobody could ever move up to it again.
     fn tell_needed_layers(&mut self) {
         let mut needed: HashMap<TrackId, [bool; MAX_LAYERS]> = HashMap::new();
         for sub in self.participants.values() {
             for dt in &sub.downtracks {
                 let n = needed.entry(dt.track).or_default();
-                for l in [Some(dt.forwarder.target()), dt.forwarder.current()]
+                let target = dt.forwarder.target();
+                let above = Some(target + 1).filter(|l| *l <= sub.max_layer);
+                for l in [Some(target), dt.forwarder.current(), above]
                     .into_iter()
                     .flatten()
                 {

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod codec;
 pub mod rewrite;
+pub mod rrid;
 
 /// Signed distance from `b` to `a` in 16-bit sequence space (RFC 3550 wraparound aware).
 #[inline]

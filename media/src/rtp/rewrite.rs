@@ -42,6 +42,11 @@ impl Rewriter {
         self.epoch.map(|_| (self.last_out_seq, self.last_out_ts))
     }
 
+    /// The current source's (sequence, timestamp) offsets: outgoing = incoming + offset.
+    pub fn offsets(&self) -> Option<(u16, u32)> {
+        self.epoch.map(|e| (e.seq_offset, e.ts_offset))
+    }
+
     /// Starts a new source whose next packet is (`in_seq`, `in_ts`).
     ///
     /// The first source keeps its numbers; later ones continue right after the last packet sent,

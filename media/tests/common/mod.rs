@@ -2,7 +2,9 @@
 #![allow(dead_code, unused_imports)]
 
 mod proxy;
+mod simulcast;
 pub use proxy::{Proxy, Verdict};
+pub use simulcast::*;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -132,6 +134,14 @@ pub struct Client {
 impl Client {
     /// A client peer bound to loopback UDP (or, with `tcp_only`, active ICE-TCP only).
     pub async fn new(tcp_only: bool) -> Client {
+        Self::with_interceptors(tcp_only, |registry| registry).await
+    }
+
+    /// Like [`Client::new`], with interceptors of the test's own added to the default chain.
+    pub async fn with_interceptors(
+        tcp_only: bool,
+        extra: impl FnOnce(Registry) -> Registry,
+    ) -> Client {
         let mut me = MediaEngine::default();
         me.register_default_codecs().expect("codecs");
         me.register_header_extension(
@@ -143,7 +153,7 @@ impl Client {
         )
         .expect("audio level extension");
         let registry =
-            register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
+            register_default_interceptors(extra(Registry::new()), &mut me).expect("interceptors");
         let (tx, states) = mpsc::unbounded_channel();
         let inbox: Inbox = Default::default();
         let tracks: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>> = Default::default();
@@ -278,6 +288,14 @@ pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
         let rest = l.strip_prefix("a=extmap:")?;
         let (id, u) = rest.split_once(' ')?;
         (u.trim() == uri).then(|| id.split('/').next()?.parse().ok())?
+    })
+}
+
+/// The payload type an SDP pairs as RTX (`apt=`) with payload type `apt`.
+pub fn rtx_pt_of(sdp: &str, apt: u8) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let (pt, params) = l.strip_prefix("a=fmtp:")?.split_once(' ')?;
+        (params.trim() == format!("apt={apt}")).then(|| pt.parse().ok())?
     })
 }
 
