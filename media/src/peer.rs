@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rtc::interceptor::{
     BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, NackGeneratorBuilder,
-    PacketReport, Registry, Slot, TwccSenderBuilder,
+    PacketReport, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
 };
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    configure_simulcast_extension_headers, configure_twcc_receiver_only, configure_twcc_sender_only,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -116,33 +116,7 @@ impl Peer {
             RtpCodecKind::Audio,
             None,
         )?;
-        // Marks keyframe requests and NACKs so they reach us; the default chain (reports, TWCC
-        // receive side) keeps acting on everything else.
-        let registry = Registry::new().with(Slot::from(14_000), ReadLink::<FeedbackTap>::default());
-        let mut registry = default_interceptors(registry, &mut media_engine)?;
-        let mut estimate = None;
-        if kind == Pc::Publish {
-            // Publishers' losses are asked for again. Subscribers' NACKs are answered by the
-            // room from one cache per track, not by a send buffer per connection.
-            registry = registry
-                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-                // Below every slot `rtc` uses: browsers' simulcast repairs must be media again
-                // before the NACK generator and the reports look at them.
-                .with(Slot::from(500), ReadLink::<RridRtxUnwrap>::default());
-        }
-        if kind == Pc::Subscribe {
-            // Send-side estimation of what the subscriber can receive, for layer selection.
-            // No pacer: forwarding keeps the publisher's own pacing, adding no queueing delay.
-            let shared = Arc::new(AtomicU64::new(0));
-            let estimator = SharedEstimate::new(Gcc::default(), shared.clone());
-            registry = registry
-                .with(
-                    Slot::CongestionControl,
-                    CongestionControlBuilder::new(estimator).build(),
-                )
-                .with(Slot::TwccSender, TwccSenderBuilder::new().build());
-            estimate = Some(shared);
-        }
+        let (registry, estimate) = interceptors(kind, &mut media_engine)?;
 
         let setting_engine = SettingEngineBuilder::new()
             // ICE-lite: we never send checks, so every STUN packet we get is a request carrying
@@ -195,9 +169,19 @@ impl Peer {
     }
 }
 
-/// The default chain (simulcast header extensions, TWCC receive side, RTCP reports) and NACK
-/// feedback in the SDP, so browsers ask for what they lose.
-fn default_interceptors(registry: Registry, media_engine: &mut MediaEngine) -> Result<Registry> {
+/// Each connection carries media one way only, so each gets only the links for its direction:
+/// every link is one more hop for every packet. Both negotiate NACK, transport-wide CC and the
+/// simulcast header extensions.
+///
+/// - publish (we receive): TWCC feedback and receiver reports for the publisher's estimate,
+///   NACKs for its losses, and browsers' simulcast RTX restored to media first of all;
+/// - subscribe (we send): TWCC numbering and a send-side estimate (GCC) for layer selection,
+///   sender reports, and subscribers' PLI/FIR/NACK handed up to the room (which answers NACKs
+///   from its shared cache). No pacer: forwarding keeps the publisher's pacing.
+fn interceptors(
+    kind: Pc,
+    media_engine: &mut MediaEngine,
+) -> Result<(Registry, Option<Arc<AtomicU64>>)> {
     for parameter in ["", "pli"] {
         media_engine.register_feedback(
             RTCPFeedback {
@@ -208,8 +192,29 @@ fn default_interceptors(registry: Registry, media_engine: &mut MediaEngine) -> R
         );
     }
     configure_simulcast_extension_headers(media_engine)?;
-    let registry = configure_twcc_receiver_only(registry, media_engine)?;
-    Ok(configure_rtcp_reports(registry))
+    Ok(match kind {
+        Pc::Publish => {
+            let registry = configure_twcc_receiver_only(Registry::new(), media_engine)?
+                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+                // Below every slot `rtc` uses: the NACK generator and the reports must see a
+                // repair as the packet it repairs.
+                .with(Slot::from(500), ReadLink::<RridRtxUnwrap>::default());
+            (registry, None)
+        }
+        Pc::Subscribe => {
+            let shared = Arc::new(AtomicU64::new(0));
+            let estimator = SharedEstimate::new(Gcc::default(), shared.clone());
+            let registry = configure_twcc_sender_only(Registry::new(), media_engine)?
+                .with(
+                    Slot::CongestionControl,
+                    CongestionControlBuilder::new(estimator).build(),
+                )
+                .with(Slot::SenderReport, SenderReportBuilder::new().build())
+                .with(Slot::from(14_000), ReadLink::<FeedbackTap>::default());
+            (registry, Some(shared))
+        }
+    })
 }
 
 /// Host candidates for every advertised address: UDP on the shared port, passive TCP on the
