@@ -334,6 +334,20 @@ impl Side {
         let _ = self.out.lock().await.close().await;
     }
 
+    /// The next frame matching `want`, within 15 s.
+    async fn next_frame_where(&mut self, want: impl Fn(&Value) -> bool) -> Value {
+        tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                let v = self.frames.recv().await.expect("socket open");
+                if want(&v) {
+                    return v;
+                }
+            }
+        })
+        .await
+        .expect("the frame came within 15 s")
+    }
+
     async fn next_frame(&mut self, ty: &str) -> Value {
         loop {
             let v = tokio::time::timeout(Duration::from_secs(15), self.frames.recv())
@@ -350,7 +364,7 @@ impl Side {
     async fn publish(&mut self, call_id: &str) -> Publisher {
         let (out, answers) = (self.out.clone(), &mut self.publish_answers);
         Publisher::negotiate(false, |offer| {
-            exchange_publish(out, answers, call_id, offer)
+            exchange_publish(out, answers, call_id, offer, false)
         })
         .await
     }
@@ -362,8 +376,13 @@ async fn exchange_publish(
     answers: &mut mpsc::UnboundedReceiver<String>,
     call_id: &str,
     offer: String,
+    fresh: bool,
 ) -> String {
-    let frame = json!({"type": "sfu.signal", "call_id": call_id, "pc": "publish", "sdp": {"type": "offer", "sdp": offer}});
+    let mut frame = json!({"type": "sfu.signal", "call_id": call_id, "pc": "publish", "sdp": {"type": "offer", "sdp": offer}});
+    if fresh {
+        // The first offer of new peer connections after the server asked for a reset.
+        frame["reset"] = json!(true);
+    }
     out.lock()
         .await
         .send(Message::text(frame.to_string()))
@@ -470,7 +489,7 @@ async fn a_call_survives_a_websocket_reconnect() {
         .await;
     pa.client.pc.restart_ice().await.expect("restart");
     let offer = pa.client.offer().await;
-    let answer = exchange_publish(sa.out.clone(), &mut sa.publish_answers, &id, offer).await;
+    let answer = exchange_publish(sa.out.clone(), &mut sa.publish_answers, &id, offer, false).await;
     pa.client.apply_answer(answer).await;
 
     let key = format!("{}:video", a.user_id);
@@ -514,10 +533,22 @@ async fn a_member_whose_media_fails_is_reset_and_rejoins_with_new_connections() 
     .expect("the SFU tells A to start over");
     assert_eq!(reset["call_id"], id.as_str());
 
-    // A starts over with new peer connections on the same call, as the browser does.
+    // A's socket drops too, and comes back; its browser missed the reset. Whatever it signals
+    // first (an ICE restart here) is answered with the reset again.
     sa.close().await;
     let mut sa = Side::new(WsClient::connect(&srv.base, &a.access).await).await;
-    let pa = sa.publish(&id).await;
+    sa.send(json!({"type": "sfu.signal", "call_id": id, "pc": "subscribe", "restart": true}))
+        .await;
+    let again = sa.next_frame_where(|v| v["type"] == "sfu.signal" && v["reset"] == true);
+    again.await;
+
+    // A starts over with new peer connections on the same call, as the browser does: their
+    // first publish offer says so.
+    let (out, answers) = (sa.out.clone(), &mut sa.publish_answers);
+    let pa = Publisher::negotiate(false, |offer| {
+        exchange_publish(out, answers, &id, offer, true)
+    })
+    .await;
     let key = format!("{}:video", a.user_id);
     let before = sb.receiver.seen().get(&key).map_or(0, Vec::len);
     tokio::join!(

@@ -45,6 +45,12 @@ struct Member {
     failed_since: Option<i64>,
     /// Whether a connection of it ever connected.
     connected: bool,
+    /// The SFU dropped its media session: every signal but a publish offer from new peer
+    /// connections (`"reset": true`) is answered with `reset`, so a lost `reset` frame (the
+    /// socket was down) or a stray ICE restart still ends with the client starting over.
+    must_reset: bool,
+    /// Counts this member's SFU participants, so events of a replaced one change nothing.
+    generation: u64,
 }
 
 /// A call that rings or runs.

@@ -12,7 +12,8 @@
 //! `{"type":"sfu.signal","call_id","pc":"publish","layers_needed":{"track","layers"}}`, and
 //! `{"type":"sfu.signal","call_id","reset":true}` when the SFU dropped the member's media
 //! session (ICE or DTLS failed): the client closes both peer connections, makes new ones and
-//! offers publish again, which joins it afresh.
+//! sends their publish offer with `"reset":true`, which joins it afresh. Until then every other
+//! signal of the member is answered with `reset` again.
 
 use serde_json::{Map, Value, json};
 
@@ -76,8 +77,24 @@ async fn try_signal(
         Some("subscribe") => Pc::Subscribe,
         _ => return Err(ApiError::invalid("pc must be publish or subscribe")),
     };
+    let kind = payload
+        .get("sdp")
+        .and_then(|sdp| sdp.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let fresh = pc == Pc::Publish
+        && kind == "offer"
+        && payload.get("reset").and_then(Value::as_bool) == Some(true);
+    let must_reset = app.calls.with(|live| {
+        live.get(call_id)
+            .and_then(|c| c.members.get(user))
+            .is_some_and(|m| m.must_reset)
+    });
+    if must_reset && !fresh {
+        let _ = device.push_wait(frame(&reset_frame(call_id))).await;
+        return Ok(());
+    }
     if let Some(sdp) = payload.get("sdp") {
-        let kind = sdp.get("type").and_then(Value::as_str).unwrap_or_default();
         let text = sdp
             .get("sdp")
             .and_then(Value::as_str)
@@ -86,7 +103,7 @@ async fn try_signal(
             .to_string();
         match (pc, kind) {
             (Pc::Publish, "offer") => {
-                let answer = publish(app, sfu, call_id, user, text).await?;
+                let answer = publish(app, sfu, call_id, user, text, fresh).await?;
                 let v = json!({"type": "sfu.signal", "call_id": call_id, "pc": "publish",
                     "sdp": {"type": "answer", "sdp": answer}});
                 let _ = device.push_wait(frame(&v)).await;
@@ -142,63 +159,80 @@ fn participant(calls: &Calls, call_id: &str, user: &str) -> Result<ParticipantHa
 }
 
 /// Applies a publish offer, joining the room first if this member has no participant (its first
-/// offer, or a new one after its media failed and the SFU dropped it).
+/// offer, or a new one after its media failed and the SFU dropped it). A `fresh` offer comes from
+/// new peer connections: whatever participant the member had is replaced.
 async fn publish(
     app: &AppState,
     sfu: &Sfu,
     call_id: &str,
     user: &str,
     offer: String,
+    fresh: bool,
 ) -> Result<String, ApiError> {
-    if let Ok(handle) = participant(&app.calls, call_id, user)
-        && let Ok(answer) = handle.publish_offer(offer.clone()).await
-    {
-        return Ok(answer);
+    if let Ok(handle) = participant(&app.calls, call_id, user) {
+        if !fresh && let Ok(answer) = handle.publish_offer(offer.clone()).await {
+            return Ok(answer);
+        }
+        let _ = handle.leave().await;
     }
     let (handle, events) = sfu.join(call_id, user).await.map_err(media_error)?;
-    let stored =
+    let generation =
         app.calls.with(
             |live| match live.get_mut(call_id).and_then(|c| c.members.get_mut(user)) {
                 Some(m) => {
                     m.participant = Some(handle.clone());
                     m.failed_since = None;
-                    true
+                    m.must_reset = false;
+                    m.generation += 1;
+                    Some(m.generation)
                 }
-                None => false,
+                None => None,
             },
         );
-    if !stored {
+    let Some(generation) = generation else {
         let _ = handle.leave().await;
         return Err(ApiError::not_found());
-    }
+    };
     tokio::spawn(pump(
         app.clone(),
         call_id.to_string(),
         user.to_string(),
+        generation,
         events,
     ));
     handle.publish_offer(offer).await.map_err(media_error)
 }
 
-/// Forwards one participant's SFU events to its member's session until the participant is gone.
+/// Tells a member's browser that its media session is gone and it must start over.
+fn reset_frame(call_id: &str) -> Value {
+    json!({"type": "sfu.signal", "call_id": call_id, "reset": true})
+}
+
+/// Forwards one participant's SFU events to its member's session until the participant is gone
+/// or replaced (`generation` is the member's participant count when this one joined).
 async fn pump(
     app: AppState,
     call_id: String,
     user: String,
+    generation: u64,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
 ) {
     while let Some(event) = events.recv().await {
         let now = app.now();
         let session = app.calls.with(|live| {
             let m = live.get_mut(&call_id)?.members.get_mut(&user)?;
+            if m.generation != generation {
+                return None;
+            }
             match &event {
                 Event::Connected { .. } => {
                     m.connected = true;
                     m.failed_since = None;
                 }
                 Event::Failed { .. } => {
-                    // The SFU removed the participant; the client's next publish offer re-joins.
+                    // The SFU removed the participant; the client starts over (reset below).
                     m.participant = None;
+                    m.must_reset = true;
                     m.failed_since.get_or_insert(now);
                 }
                 _ => {}
@@ -219,8 +253,9 @@ async fn pump(
             // The member's media session is gone with the participant: its browser must start
             // over with new connections (a new SFU connection has new DTLS keys and m-lines,
             // which an ICE restart of the old ones cannot take).
-            Event::Failed { .. } => {
-                json!({"type": "sfu.signal", "call_id": call_id, "reset": true})
+            Event::Failed { pc } => {
+                tracing::info!(call = %call_id, ?pc, "media failed; asking the client to start over");
+                reset_frame(&call_id)
             }
             Event::Connected { .. } => continue,
         };

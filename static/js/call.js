@@ -10,7 +10,8 @@
 // On ICE failure or a WebSocket reconnect the client restarts ICE on publish (offer with iceRestart)
 // and asks for a new subscribe offer. When the SFU gives up on this member's media it sends
 //   {"type":"sfu.signal","call_id","reset":true}
-// and the client starts over with new peer connections (resetMedia).
+// and the client starts over with new peer connections (resetMedia), whose first publish offer
+// carries "reset":true.
 import { realtime } from './ws.js';
 import { api } from './api.js';
 import { toast } from './dom.js';
@@ -315,7 +316,9 @@ class CallManager extends EventTarget {
     if (!c?.pub) return;
     const offer = await c.pub.createOffer(iceRestart ? { iceRestart: true } : undefined);
     await c.pub.setLocalDescription(offer);
-    this.send({ type: 'sfu.signal', call_id: c.id, pc: 'publish', sdp: { type: offer.type, sdp: offer.sdp } });
+    // After a reset, the new connections' first offer says so: the server replaces the old session.
+    const fresh = c.fresh ? { reset: true } : {};
+    this.send({ type: 'sfu.signal', call_id: c.id, pc: 'publish', sdp: { type: offer.type, sdp: offer.sdp }, ...fresh });
   }
 
   async onSignal(f) {
@@ -323,7 +326,11 @@ class CallManager extends EventTarget {
     if (!c || c.id !== f.call_id) return;
     await this.setupMedia(); // a subscribe offer may arrive before call.accepted settles
     const pc = f.pc === 'subscribe' ? c.sub : c.pub;
-    if (f.reset) { await this.resetMedia(c); return; }
+    if (f.reset) {
+      // Resets the server sent before it saw our fresh offer are already being handled.
+      if (!c.fresh) await this.resetMedia(c);
+      return;
+    }
     if (!pc) return;
     if (f.sdp) {
       if (f.pc === 'subscribe' && f.sdp.type === 'offer') {
@@ -332,6 +339,7 @@ class CallManager extends EventTarget {
         await pc.setLocalDescription(answer);
         this.send({ type: 'sfu.signal', call_id: c.id, pc: 'subscribe', sdp: { type: answer.type, sdp: answer.sdp } });
       } else if (f.pc === 'publish' && f.sdp.type === 'answer') {
+        c.fresh = false;
         if (pc.signalingState === 'have-local-offer') await pc.setRemoteDescription(f.sdp);
       }
       // Candidates that raced ahead of the description can be applied now.
@@ -377,6 +385,7 @@ class CallManager extends EventTarget {
     this.emit('tracks');
     clearTimeout(c.graceTimer);
     c.pub = c.sub = null;
+    c.fresh = true;
     c.pendingCandidates = { publish: [], subscribe: [] };
     c.mediaReady = this.createPeerConnections(c);
     await c.mediaReady;

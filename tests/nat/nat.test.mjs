@@ -217,6 +217,81 @@ function checkNetwork(mode, allowTcp = '8000 7881 3478') {
   throw new Error(`unknown mode ${mode}`);
 }
 
+/** Alice's page in the lan browser and Bob's in the public one, both logging call frames and console. */
+async function openPages() {
+  const alice = await newUserPage(lanBrowser, server, DESKTOP);
+  const bob = await newUserPage(pubBrowser, server, DESKTOP);
+  for (const page of [alice, bob]) {
+    page.consoleLog = [];
+    page.on('console', (m) => page.consoleLog.push(`${m.type()}: ${m.text()}`));
+    // Call signalling as the browser saw it (frame types only, no SDP), for failure reports.
+    page.wsLog = [];
+    const t0 = Date.now();
+    page.on('websocket', (ws) => {
+      const note = (dir) => (f) => {
+        try {
+          const m = JSON.parse(f.payload);
+          if (!/^(call\.|sfu\.|error)/.test(m.type)) return;
+          const what = m.sdp ? ` ${m.sdp.type || 'sdp'}` : m.description ? ` ${m.description.type}` : m.candidate !== undefined ? (m.candidate ? ' candidate' : ' end-of-candidates') : m.restart ? ' restart' : m.code ? ` ${m.code}` : ` {${Object.keys(m).filter((k) => !['type', 'call_id', 'pc'].includes(k)).join(',')}}`;
+          const line = `${dir} ${m.type}${m.pc ? ' ' + m.pc : ''}${what}`;
+          const last = page.wsLog[page.wsLog.length - 1];
+          if (last?.line === line) last.n++;
+          else page.wsLog.push({ at: Date.now() - t0, line, n: 1 });
+        } catch { /* not JSON */ }
+      };
+      ws.on('framesent', note('>'));
+      ws.on('framereceived', note('<'));
+    });
+  }
+  return [alice, bob];
+}
+
+/**
+ * Logs both users in through the UI, makes them contacts, and Alice video-calls Bob, who accepts;
+ * returns when both decode. Ring and connect times go into `r` too.
+ */
+async function placeCall(alice, bob, alicePhone, bobPhone, mode, r) {
+  await uiLogin(alice, server, alicePhone);
+  await uiLogin(bob, server, bobPhone);
+  const peers = serverHttpPeers();
+  assert.ok(peers.has(PUB_IP), `server sees Bob at ${PUB_IP}: ${[...peers]}`);
+  if (mode === 'routed') assert.ok(peers.has(LAN_IP), `server sees Alice at ${LAN_IP}: ${[...peers]}`);
+  else {
+    assert.ok(peers.has(NAT_IP), `server sees Alice at the NAT ${NAT_IP}: ${[...peers]}`);
+    assert.ok(!peers.has(LAN_IP), `the lan address never reaches the server: ${[...peers]}`);
+  }
+
+  const aliceId = await alice.locator(tid('nav-profile')).getAttribute('data-user-id');
+  const bobId = await bob.locator(tid('nav-profile')).getAttribute('data-user-id');
+  await addContact(alice, bobPhone, 'Bob');
+  await addContact(bob, alicePhone, 'Alice');
+  await alice.locator(`${tid('contact-item')}[data-user-id="${bobId}"] ${tid('contact-message')}`).click();
+  await bob.locator(`${tid('contact-item')}[data-user-id="${aliceId}"] ${tid('contact-message')}`).click();
+
+  // Both WebSockets are up when each sees the other online (over a lossy line that can take a while).
+  await assertText(alice.locator(tid('presence')), /online/i, 20_000);
+  await assertText(bob.locator(tid('presence')), /online/i, 20_000);
+
+  // Alice calls, Bob accepts.
+  const t0 = Date.now();
+  await alice.locator(tid('call-video')).click();
+  await alice.locator(tid('call-window')).waitFor({ timeout: 10_000 });
+  // Bob rings, or the server refused the invite (Alice's call window closes at once).
+  const refused = alice.locator(tid('call-window')).waitFor({ state: 'detached', timeout: 15_000 }).then(() => 'refused', () => 'timeout');
+  const rang = await Promise.race([bob.locator(tid('incoming-accept')).waitFor({ timeout: 15_000 }).then(() => 'rang'), refused]);
+  if (rang !== 'rang') throw new Error(`the call did not ring at Bob's (${rang}): the invite was refused or the call ended early (server log below)`);
+  const ringMs = r.ringMs = Date.now() - t0;
+  const t1 = Date.now();
+  await bob.locator(tid('incoming-accept')).click();
+  await bob.locator(tid('call-window')).waitFor({ timeout: 10_000 });
+  await Promise.all([alice, bob].map((page, i) => eventually(async () => framesDecoded(await callStats(page)) > 0,
+    { timeout: 30_000, interval: 100, message: `${i ? 'Bob' : 'Alice'} decodes remote video (${mode})` })));
+  const connectMs = r.connectMs = Date.now() - t1;
+  await alice.locator(tid('remote-video')).waitFor();
+  await bob.locator(tid('remote-video')).waitFor();
+  return { ringMs, connectMs };
+}
+
 // --- one scenario ------------------------------------------------------------------------------
 const SCENARIOS = [
   { mode: 'routed', n: 3, title: 'routed: (1) no NAT' },
@@ -240,69 +315,9 @@ for (const sc of SCENARIOS) {
     const alicePhone = `+120155501${sc.n}1`;
     const bobPhone = `+120155501${sc.n}2`;
     const fromLine = server.lines.length;
-    const alice = await newUserPage(lanBrowser, server, DESKTOP);
-    const bob = await newUserPage(pubBrowser, server, DESKTOP);
-    for (const page of [alice, bob]) {
-      page.consoleLog = [];
-      page.on('console', (m) => page.consoleLog.push(`${m.type()}: ${m.text()}`));
-      // Call signalling as the browser saw it (frame types only, no SDP), for failure reports.
-      page.wsLog = [];
-      const t0 = Date.now();
-      page.on('websocket', (ws) => {
-        const note = (dir) => (f) => {
-          try {
-            const m = JSON.parse(f.payload);
-            if (!/^(call\.|sfu\.|error)/.test(m.type)) return;
-            const what = m.sdp ? ` ${m.sdp.type || 'sdp'}` : m.description ? ` ${m.description.type}` : m.candidate !== undefined ? (m.candidate ? ' candidate' : ' end-of-candidates') : m.restart ? ' restart' : m.code ? ` ${m.code}` : ` {${Object.keys(m).filter((k) => !['type', 'call_id', 'pc'].includes(k)).join(',')}}`;
-            const line = `${dir} ${m.type}${m.pc ? ' ' + m.pc : ''}${what}`;
-            const last = page.wsLog[page.wsLog.length - 1];
-            if (last?.line === line) last.n++;
-            else page.wsLog.push({ at: Date.now() - t0, line, n: 1 });
-          } catch { /* not JSON */ }
-        };
-        ws.on('framesent', note('>'));
-        ws.on('framereceived', note('<'));
-      });
-    }
+    const [alice, bob] = await openPages();
     try {
-      await uiLogin(alice, server, alicePhone);
-      await uiLogin(bob, server, bobPhone);
-      const peers = serverHttpPeers();
-      assert.ok(peers.has(PUB_IP), `server sees Bob at ${PUB_IP}: ${[...peers]}`);
-      if (sc.mode === 'routed') assert.ok(peers.has(LAN_IP), `server sees Alice at ${LAN_IP}: ${[...peers]}`);
-      else {
-        assert.ok(peers.has(NAT_IP), `server sees Alice at the NAT ${NAT_IP}: ${[...peers]}`);
-        assert.ok(!peers.has(LAN_IP), `the lan address never reaches the server: ${[...peers]}`);
-      }
-
-      const aliceId = await alice.locator(tid('nav-profile')).getAttribute('data-user-id');
-      const bobId = await bob.locator(tid('nav-profile')).getAttribute('data-user-id');
-      await addContact(alice, bobPhone, 'Bob');
-      await addContact(bob, alicePhone, 'Alice');
-      await alice.locator(`${tid('contact-item')}[data-user-id="${bobId}"] ${tid('contact-message')}`).click();
-      await bob.locator(`${tid('contact-item')}[data-user-id="${aliceId}"] ${tid('contact-message')}`).click();
-
-      // Both WebSockets are up when each sees the other online (over a lossy line that can take a while).
-      await assertText(alice.locator(tid('presence')), /online/i, 20_000);
-      await assertText(bob.locator(tid('presence')), /online/i, 20_000);
-
-      // Alice calls, Bob accepts.
-      const t0 = Date.now();
-      await alice.locator(tid('call-video')).click();
-      await alice.locator(tid('call-window')).waitFor({ timeout: 10_000 });
-      // Bob rings, or the server refused the invite (Alice's call window closes at once).
-      const refused = alice.locator(tid('call-window')).waitFor({ state: 'detached', timeout: 15_000 }).then(() => 'refused', () => 'timeout');
-      const rang = await Promise.race([bob.locator(tid('incoming-accept')).waitFor({ timeout: 15_000 }).then(() => 'rang'), refused]);
-      if (rang !== 'rang') throw new Error(`the call did not ring at Bob's (${rang}): the invite was refused or the call ended early (server log below)`);
-      const ringMs = r.ringMs = Date.now() - t0;
-      const t1 = Date.now();
-      await bob.locator(tid('incoming-accept')).click();
-      await bob.locator(tid('call-window')).waitFor({ timeout: 10_000 });
-      await Promise.all([alice, bob].map((page, i) => eventually(async () => framesDecoded(await callStats(page)) > 0,
-        { timeout: 30_000, interval: 100, message: `${i ? 'Bob' : 'Alice'} decodes remote video (${sc.mode})` })));
-      const connectMs = r.connectMs = Date.now() - t1;
-      await alice.locator(tid('remote-video')).waitFor();
-      await bob.locator(tid('remote-video')).waitFor();
+      const { ringMs, connectMs } = await placeCall(alice, bob, alicePhone, bobPhone, sc.mode, r);
 
       // Media keeps flowing: sample decoded frames every second (10 s on the lossy line, 3 s
       // elsewhere). The fake camera decodes at ~20 frames/s here on a clean line; a working repair
@@ -398,3 +413,56 @@ for (const sc of SCENARIOS) {
     }
   });
 }
+
+// --- an outage ---------------------------------------------------------------------------------
+// Alice's line goes dead mid-call (every packet through mx-nat dropped, her WebSocket's too) for as
+// long as the SFU takes to give up on her connections. When the line comes back her browser must
+// learn that its media session is gone (the `reset` the server sent while she was unreachable, or
+// the one it repeats to her stale ICE restart) and start over with new peer connections; the call
+// goes on and both decode video again.
+test('outage: (5) the line drops until the SFU gives up, then the call recovers', { timeout: 180_000 }, async () => {
+  sh(NETNS, ['rules', 'routed']);
+  const net = checkNetwork('routed');
+  const r = { mode: 'outage', status: 'FAIL' };
+  results.push(r);
+  const fromLine = server.lines.length;
+  const [alice, bob] = await openPages();
+  const block = () => inNs('mx-nat', 'nft', ['add table inet mx_outage; add chain inet mx_outage forward { type filter hook forward priority filter - 10; policy accept; }; ' +
+    'add rule inet mx_outage forward iifname "mx-nat-lan" drop; add rule inet mx_outage forward oifname "mx-nat-lan" drop']);
+  const unblock = () => inNs('mx-nat', 'nft', ['delete table inet mx_outage']);
+  try {
+    await placeCall(alice, bob, '+12015550191', '+12015550192', 'routed', r);
+    const t0 = Date.now();
+    block();
+    await eventually(async () => server.lines.slice(fromLine).some((l) => /media failed; asking the client to start over/.test(l)),
+      { timeout: 60_000, interval: 250, message: 'the SFU gives up on Alice\'s connections' });
+    const failedAfter = Date.now() - t0;
+    unblock();
+    const t1 = Date.now();
+    await eventually(async () => alice.wsLog.some((f) => f.line === '< sfu.signal {reset}'), { timeout: 60_000, interval: 250, message: 'Alice hears that her media session is gone' });
+    // Both decode again: Alice through her new connections, Bob from Alice's new tracks.
+    const rate = async (page) => {
+      const a = framesDecoded(await callStats(page));
+      await sleep(2000);
+      return (framesDecoded(await callStats(page)) - a) / 2;
+    };
+    await eventually(async () => (await rate(alice)) >= 10 && (await rate(bob)) >= 10,
+      { timeout: 60_000, interval: 500, message: 'both decode at least 10 frames/s again' });
+    const recoveredMs = Date.now() - t1;
+    assert.equal(await alice.evaluate(() => window.mesconCall.state), 'active', 'the call is still up');
+    const reset = alice.wsLog.findIndex((f) => f.line === '< sfu.signal {reset}');
+    assert.ok(alice.wsLog.slice(reset).some((f) => f.line === '> sfu.signal publish offer'), 'Alice offered publish from new connections');
+    r.extra = `${net}; SFU gave up after ${failedAfter} ms blocked; unblocked -> both decoding ${recoveredMs} ms`;
+    await alice.locator(tid('call-hangup')).click();
+    for (const page of [alice, bob]) await page.locator(tid('call-window')).waitFor({ state: 'detached', timeout: 15_000 });
+    r.status = 'ok';
+  } catch (e) {
+    try { unblock(); } catch { /* not blocked */ }
+    r.extra = `${r.extra ? r.extra + '; ' : ''}FAILED: ${String(e.message).split('\n')[0].slice(0, 300)}`;
+    await explainFailure('outage', alice, bob, fromLine);
+    throw e;
+  } finally {
+    await alice.context().close().catch(() => {});
+    await bob.context().close().catch(() => {});
+  }
+});
