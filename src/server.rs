@@ -60,12 +60,18 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
             "closed calls left open by the previous run"
         );
     }
-    let sfu = start_sfu(&mut config).await?;
+    let (sfu, sfu_ips) = start_sfu(&mut config).await?;
     let turn_settings = crate::turn::prepare(&mut config)?;
     let secrets = Secrets::load(&config)?;
     // Dropping the TURN server stops it, so an early return below leaves nothing running.
-    let turn =
-        crate::turn::start(&mut config, &turn_settings, &secrets.turn, clock.clone()).await?;
+    let turn = crate::turn::start(
+        &mut config,
+        &turn_settings,
+        &secrets.turn,
+        clock.clone(),
+        &sfu_ips,
+    )
+    .await?;
     tracing::info!(backend = ?store.backend(), keys = ?secrets.ring.kids(), "store ready");
     let app: AppState = Arc::new(App::new(config, store, secrets, clock, Some(sfu))?);
     spawn_housekeeping(app.clone());
@@ -104,8 +110,11 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
 }
 
 /// Starts the SFU on the configured media addresses and writes the bound ones back into the config
-/// (port 0 in tests; the TURN relay policy and the logs want the real ports).
-async fn start_sfu(config: &mut Config) -> anyhow::Result<mescon_media::Sfu> {
+/// (port 0 in tests; the TURN relay policy and the logs want the real ports). Returns the SFU and
+/// the addresses its candidates advertise, which are what TURN may relay to.
+async fn start_sfu(
+    config: &mut Config,
+) -> anyhow::Result<(mescon_media::Sfu, Vec<std::net::IpAddr>)> {
     let mut sfu_config = mescon_media::SfuConfig::new(config.media_udp);
     sfu_config.ice_tcp = config.ice_tcp;
     sfu_config.public_ips = advertised_ips(config);
@@ -115,7 +124,7 @@ async fn start_sfu(config: &mut Config) -> anyhow::Result<mescon_media::Sfu> {
     config.media_udp = sfu.udp_addr();
     config.ice_tcp = sfu.ice_tcp_addr();
     tracing::info!(udp = %sfu.udp_addr(), ice_tcp = ?sfu.ice_tcp_addr(), advertised = ?sfu_config.public_ips, "SFU ready");
-    Ok(sfu)
+    Ok((sfu, sfu_config.public_ips))
 }
 
 /// The addresses ICE candidates name: the configured public IPs, else, for a wildcard bind, this

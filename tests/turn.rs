@@ -322,6 +322,30 @@ async fn relay_policy_refuses_other_peers_with_403() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_wildcard_media_bind_the_relay_reaches_what_the_sfu_advertises() {
+    // The default deployment: media on 0.0.0.0 and no MESCON_PUBLIC_IP. The SFU advertises this
+    // host's addresses (and 127.0.0.1, which counts here because TURN listens on loopback).
+    let port = free_udp_port();
+    let (srv, _dir) = turn_server("", Some(format!("0.0.0.0:{port}").parse().expect("addr"))).await;
+    let turn = turn_addr(&srv);
+    let media = srv.running.as_ref().expect("running").app.config.media_udp;
+    let sfu: SocketAddr = format!("127.0.0.1:{}", media.port()).parse().expect("addr");
+    let (user, pass) = credentials(&srv, 9).await;
+    let mut client = TurnClient::udp(turn, &user, &pass).await;
+    client.allocate().await.expect("allocation");
+    client
+        .channel_bind(0x4000, sfu)
+        .await
+        .expect("a channel to the SFU's advertised address");
+    // Still nothing else.
+    let other: SocketAddr = "203.0.113.9:7882".parse().expect("addr");
+    assert_eq!(client.create_permission(other).await, Err(403));
+    let other_port = SocketAddr::new(sfu.ip(), media.port().wrapping_add(1).max(1024));
+    assert_eq!(client.channel_bind(0x4002, other_port).await, Err(403));
+    srv.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_is_relayed_both_ways_to_an_allowed_peer() {
     let peer = UdpSocket::bind("127.0.0.1:0").await.expect("peer socket");
     let peer_addr = peer.local_addr().expect("addr");

@@ -85,11 +85,12 @@ pub async fn start(
     settings: &TurnSettings,
     secret: &[u8],
     clock: Arc<dyn Clock>,
+    sfu_ips: &[IpAddr],
 ) -> Result<Option<TurnServer>, TurnStartError> {
     let Some(listen) = config.turn_listen else {
         return Ok(None);
     };
-    let server = TurnServer::start(listen, config, settings, secret, clock).await?;
+    let server = TurnServer::start(listen, config, settings, secret, clock, sfu_ips).await?;
     config.turn_listen = Some(server.local_addr());
     Ok(Some(server))
 }
@@ -103,26 +104,23 @@ pub struct TurnServer {
 }
 
 impl TurnServer {
-    /// Binds UDP and TCP on `listen` and starts serving.
+    /// Binds UDP and TCP on `listen` and starts serving. `sfu_ips` are the addresses the SFU
+    /// advertises in its candidates (the public IPs, else this host's): the peers relays may reach.
     pub async fn start(
         listen: SocketAddr,
         config: &Config,
         settings: &TurnSettings,
         secret: &[u8],
         clock: Arc<dyn Clock>,
+        sfu_ips: &[IpAddr],
     ) -> Result<TurnServer, TurnStartError> {
         let (udp, tcp) = bind_pair(listen).await?;
         let addr = udp.local_addr().map_err(|source| TurnStartError::Bind {
             addr: listen,
             source,
         })?;
-        let policy = RelayPolicy::for_sfu(
-            config.media_udp,
-            &config.public_ips,
-            addr,
-            &settings.allowed_peers,
-        );
-        let relays = relays(addr, config, settings, &policy)?;
+        let policy = RelayPolicy::for_sfu(config.media_udp, sfu_ips, addr, &settings.allowed_peers);
+        let relays = relays(addr, config, settings, &policy, sfu_ips)?;
         let make_manager = || {
             Arc::new(Manager::new(ManagerConfig {
                 relay_addr_generator: Box::new(relays.clone()),
@@ -190,8 +188,8 @@ impl TurnServer {
         ];
         if policy.rules().is_empty() {
             tracing::warn!(
-                "TURN relays to no peer: set MESCON_PUBLIC_IP or a non-wildcard MESCON_MEDIA_UDP \
-                 so that it may reach the SFU"
+                "TURN relays to no peer: the SFU advertises no address it may reach; set \
+                 MESCON_PUBLIC_IP"
             );
         }
         let rules: Vec<String> = policy.rules().iter().map(ToString::to_string).collect();
@@ -256,6 +254,7 @@ fn relays(
     config: &Config,
     settings: &TurnSettings,
     policy: &RelayPolicy,
+    sfu_ips: &[IpAddr],
 ) -> Result<PortRangeRelays, TurnStartError> {
     let bind_ip = settings.relay_ip.unwrap_or(listen.ip());
     let same_family = |ip: &IpAddr| ip.is_ipv4() == bind_ip.is_ipv4();
@@ -281,7 +280,7 @@ fn relays(
         )));
     }
     Ok(PortRangeRelays {
-        shortcuts: shortcut::shortcuts(config.media_udp, &config.public_ips, bind_ip).into(),
+        shortcuts: shortcut::shortcuts(config.media_udp, sfu_ips, bind_ip).into(),
         bind_ip,
         external_ip,
         min_port: settings.min_port,
