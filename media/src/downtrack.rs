@@ -276,7 +276,7 @@ impl DownTrack {
         };
         let _ = pc.handle_write(TaggedRTCMessage {
             now,
-            message: RTCMessage::RtpPacket(self.rtc_track_id.clone(), out),
+            message: RTCMessage::RtpPacket(String::new(), out),
         });
     }
 
@@ -320,10 +320,11 @@ impl DownTrack {
         // Straight into the connection's write path, as `RTCRtpSender::write_rtp` ends up doing:
         // its per-packet checks (SSRC ours, payload type negotiated, no foreign extensions) hold
         // by construction here, and re-deriving the sender parameters for each packet is the
-        // single largest cost it adds.
+        // single largest cost it adds. The write path routes by SSRC and ignores the track id,
+        // so none is allocated per packet.
         pc.handle_write(TaggedRTCMessage {
             now,
-            message: RTCMessage::RtpPacket(self.rtc_track_id.clone(), out),
+            message: RTCMessage::RtpPacket(String::new(), out),
         })
         .is_ok()
     }
