@@ -2,11 +2,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use tokio::sync::mpsc;
 
 fn ufrag(sdp: &str) -> String {
     sdp.lines()
@@ -19,10 +17,7 @@ fn ufrag(sdp: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_ice_restart_rekeys_and_media_continues() {
     let sfu = start_sfu(false).await;
-    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
-    let sub = Arc::new(Client::new(false).await);
-    let (log_tx, _log) = mpsc::unbounded_channel();
-    auto_answer(sh, sub.clone(), sev, log_tx);
+    let (_sh, sub) = join_subscriber(&sfu, "room", "sub").await;
     let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
     let publisher = Publisher::connect(&ph, false).await;
     publisher.send(60, 20, Duration::from_millis(10)).await;

@@ -8,15 +8,11 @@ use std::time::Duration;
 
 use common::*;
 use mescon_media::Event;
-use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_moves_between_layers_without_gaps() {
     let sfu = start_sfu(false).await;
-    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
-    let sub = Arc::new(Client::new(false).await);
-    let (log_tx, _log) = mpsc::unbounded_channel();
-    auto_answer(sh.clone(), sub.clone(), sev, log_tx);
+    let (sh, sub) = join_subscriber(&sfu, "room", "sub").await;
     sh.set_max_layer(0).await.expect("small view");
 
     let (ph, mut pev) = sfu.join("room", "pub").await.expect("join");
@@ -78,10 +74,7 @@ async fn subscriber_moves_between_layers_without_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_the_publisher_stops_sending_is_left_for_one_still_flowing() {
     let sfu = start_sfu(false).await;
-    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
-    let sub = Arc::new(Client::new(false).await);
-    let (log_tx, _log) = mpsc::unbounded_channel();
-    auto_answer(sh.clone(), sub.clone(), sev, log_tx);
+    let (_sh, sub) = join_subscriber(&sfu, "room", "sub").await;
 
     let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
     let mut publisher = SimulcastPublisher::connect(&ph).await;

@@ -17,7 +17,6 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
-use tokio::sync::mpsc;
 
 /// RTX SSRCs of the three layers.
 const RTX_SSRCS: [u32; 3] = [0xb0, 0xb1, 0xb2];
@@ -163,10 +162,7 @@ impl Interceptor for BrowserStyleRtx {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uplink_loss_on_a_simulcast_layer_is_repaired_through_rrid_rtx() {
     let sfu = start_sfu(false).await;
-    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
-    let sub = Arc::new(Client::new(false).await);
-    let (log_tx, _log) = mpsc::unbounded_channel();
-    auto_answer(sh.clone(), sub.clone(), sev, log_tx);
+    let (sh, sub) = join_subscriber(&sfu, "room", "sub").await;
     sh.set_max_layer(0).await.expect("small view");
 
     let wire: Arc<Mutex<Option<Wire>>> = Default::default();

@@ -482,6 +482,15 @@ pub fn auto_answer(
     });
 }
 
+/// A subscriber in `room` whose subscribe offers a plain client answers in the background.
+pub async fn join_subscriber(sfu: &Sfu, room: &str, id: &str) -> (ParticipantHandle, Arc<Client>) {
+    let (handle, events) = sfu.join(room, id).await.expect("join");
+    let client = Arc::new(Client::new(false).await);
+    let (log, _) = mpsc::unbounded_channel();
+    auto_answer(handle.clone(), client.clone(), events, log);
+    (handle, client)
+}
+
 /// An SFU on loopback with an ephemeral UDP (and optionally ICE-TCP) port.
 pub async fn start_sfu(ice_tcp: bool) -> Sfu {
     let mut cfg = SfuConfig::new("127.0.0.1:0".parse().expect("addr"));
