@@ -360,6 +360,8 @@ class CallManager extends EventTarget {
       c.connectedAt = c.connectedAt || Date.now();
       this.emit();
     }
+    // The socket may have lost its network too: find out now, not at the next heartbeat.
+    if (st === 'failed' || st === 'disconnected') realtime.probe();
     if (st === 'failed') this.restartIce();
     if (st === 'disconnected') {
       clearTimeout(c.graceTimer);

@@ -112,8 +112,7 @@ export class Realtime extends EventTarget {
     this.heartbeat = setInterval(() => {
       if (this.sock !== sock || sock.readyState !== WebSocket.OPEN) { clearInterval(this.heartbeat); return; }
       if (sock.pingSentAt && sock.lastFrameAt < sock.pingSentAt && Date.now() - sock.pingSentAt > 20_000) {
-        clearInterval(this.heartbeat);
-        sock.close(4000, 'heartbeat timeout');
+        this.abandon(sock, 'heartbeat timeout');
         return;
       }
       if (Date.now() - sock.lastFrameAt > 25_000) {
@@ -121,6 +120,34 @@ export class Realtime extends EventTarget {
         sock.send(JSON.stringify({ type: 'ping' }));
       }
     }, 5000);
+  }
+
+  /**
+   * Checks the socket now rather than at the next heartbeat: when a call's media connection drops,
+   * the network under the socket has often gone too (a Wi-Fi to mobile switch leaves it half open
+   * for good). No frame within `timeoutMs` gives it up, and the reconnect (after which the call
+   * restarts ICE) starts at once.
+   */
+  probe(timeoutMs = 5000) {
+    const sock = this.sock;
+    if (!sock || sock.readyState !== WebSocket.OPEN || this.state !== 'ready') return;
+    if (sock.probing) return;
+    sock.probing = true;
+    const sentAt = Date.now();
+    sock.send(JSON.stringify({ type: 'ping' }));
+    setTimeout(() => {
+      sock.probing = false;
+      if (sock.lastFrameAt < sentAt) this.abandon(sock, 'probe timeout');
+    }, timeoutMs);
+  }
+
+  /** Gives up on a socket that stopped answering and reconnects, without waiting for its close. */
+  abandon(sock, reason) {
+    if (this.sock !== sock) return;
+    clearInterval(this.heartbeat);
+    this.sock = null;
+    try { sock.close(4000, reason); } catch { /* already closing */ }
+    this.scheduleRetry();
   }
 
   scheduleRetry() {
