@@ -466,3 +466,55 @@ test('outage: (5) the line drops until the SFU gives up, then the call recovers'
     await bob.context().close().catch(() => {});
   }
 });
+
+// --- a network switch --------------------------------------------------------------------------
+// Alice's machine changes address mid-call (as when a laptop moves to another network): her old
+// address disappears, so every socket bound to it (media and the chat WebSocket) is dead for good.
+// Her browser must notice, reconnect the socket from the new address, restart ICE there, and the
+// call goes on with media on the new address.
+test('switch: (6) Alice\'s address changes mid-call, the call moves with her', { timeout: 180_000 }, async () => {
+  sh(NETNS, ['rules', 'routed']);
+  const net = checkNetwork('routed');
+  const r = { mode: 'switch', status: 'FAIL' };
+  results.push(r);
+  const fromLine = server.lines.length;
+  const NEW_IP = '10.77.1.3';
+  const lan = (...args) => sh('ip', ['-n', 'mx-lan', ...args]);
+  const [alice, bob] = await openPages();
+  try {
+    await placeCall(alice, bob, '+12015550193', '+12015550194', 'routed', r);
+    // The new address first, then the old one goes (the new one stays the interface's address).
+    inNs('mx-lan', 'sysctl', ['-qw', 'net.ipv4.conf.mx-lan0.promote_secondaries=1']);
+    lan('addr', 'add', `${NEW_IP}/24`, 'dev', 'mx-lan0');
+    const t0 = Date.now();
+    lan('addr', 'del', `${LAN_IP}/24`, 'dev', 'mx-lan0');
+    try { lan('route', 'add', 'default', 'via', '10.77.1.1'); } catch { /* still there */ }
+
+    const rate = async (page) => {
+      const a = framesDecoded(await callStats(page));
+      await sleep(2000);
+      return (framesDecoded(await callStats(page)) - a) / 2;
+    };
+    await eventually(async () => {
+      const pairs = selectedPairs(await callStats(alice));
+      return pairs.length === 2 && pairs.every((p) => p.local?.address === NEW_IP) && (await rate(alice)) >= 10 && (await rate(bob)) >= 10;
+    }, { timeout: 90_000, interval: 500, message: 'both decode at least 10 frames/s with Alice\'s media on her new address' });
+    const movedMs = Date.now() - t0;
+    assert.equal(await alice.evaluate(() => window.mesconCall.state), 'active', 'the call is still up');
+    assert.ok(serverHttpPeers().has(NEW_IP), `Alice's socket reconnected from ${NEW_IP}: ${[...serverHttpPeers()]}`);
+    r.extra = `${net}; ${LAN_IP} -> ${NEW_IP}: both decoding on the new address after ${movedMs} ms; alice[${describePairs(selectedPairs(await callStats(alice)))}]`;
+    await alice.locator(tid('call-hangup')).click();
+    for (const page of [alice, bob]) await page.locator(tid('call-window')).waitFor({ state: 'detached', timeout: 15_000 });
+    r.status = 'ok';
+  } catch (e) {
+    r.extra = `${r.extra ? r.extra + '; ' : ''}FAILED: ${String(e.message).split('\n')[0].slice(0, 300)}`;
+    await explainFailure('switch', alice, bob, fromLine);
+    throw e;
+  } finally {
+    await alice.context().close().catch(() => {});
+    await bob.context().close().catch(() => {});
+    try { lan('addr', 'add', `${LAN_IP}/24`, 'dev', 'mx-lan0'); } catch { /* already back */ }
+    try { lan('addr', 'del', `${NEW_IP}/24`, 'dev', 'mx-lan0'); } catch { /* not there */ }
+    try { lan('route', 'add', 'default', 'via', '10.77.1.1'); } catch { /* still there */ }
+  }
+});
