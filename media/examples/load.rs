@@ -11,12 +11,76 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use mescon_media::{Sfu, SfuConfig};
 use tokio::sync::mpsc;
+
+/// Live heap bytes allocated on the SFU's runtime thread, wherever they are freed: what the SFU
+/// itself holds, apart from the in-process clients (RSS counts both).
+static SFU_HEAP: AtomicI64 = AtomicI64::new(0);
+
+thread_local! {
+    static ON_SFU: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The system allocator with a header on each block saying whether the SFU thread allocated it.
+struct Attributing;
+
+/// Header size for a layout: at least 16 bytes, and a multiple of the alignment.
+fn header(layout: Layout) -> usize {
+    layout.align().max(16)
+}
+
+// SAFETY: every block is the system allocator's, `header(layout)` bytes larger than asked, with
+// the caller's pointer that many bytes in; the byte before it records who allocated it.
+unsafe impl GlobalAlloc for Attributing {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let h = header(layout);
+        let Ok(outer) = Layout::from_size_align(layout.size() + h, layout.align().max(16)) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: `outer` has a non-zero size.
+        let base = unsafe { System.alloc(outer) };
+        if base.is_null() {
+            return base;
+        }
+        let sfu = ON_SFU.try_with(Cell::get).unwrap_or(false);
+        if sfu {
+            SFU_HEAP.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        // SAFETY: `h` >= 16 bytes lie before the returned pointer inside the block.
+        unsafe {
+            *base.add(h - 1) = sfu as u8;
+            base.add(h)
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let h = header(layout);
+        // SAFETY: `ptr` came from `alloc` above with the same layout.
+        unsafe {
+            if *ptr.sub(1) == 1 {
+                SFU_HEAP.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+            }
+            let outer =
+                Layout::from_size_align_unchecked(layout.size() + h, layout.align().max(16));
+            System.dealloc(ptr.sub(h), outer);
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Attributing = Attributing;
+
+fn sfu_heap_kib() -> f64 {
+    SFU_HEAP.load(Ordering::Relaxed) as f64 / 1024.0
+}
 
 fn arg(i: usize, default: u64, max: u64) -> u64 {
     std::env::args()
@@ -94,6 +158,7 @@ fn main() {
     let sfu_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("sfu")
+        .on_thread_start(|| ON_SFU.with(|c| c.set(true)))
         .enable_all()
         .build()
         .expect("sfu runtime");
@@ -113,6 +178,7 @@ fn main() {
 
     client_rt.block_on(async move {
         let rss0 = rss_kib();
+        let heap0 = sfu_heap_kib();
         let (log_tx, _log) = mpsc::unbounded_channel();
         let mut subs = Vec::new();
         for i in 0..subscribers {
@@ -138,6 +204,7 @@ fn main() {
             }
         }
         let rss1 = rss_kib();
+        let heap1 = sfu_heap_kib();
         let start_ns = now_ns();
         let (cpu0, t0) = (cpu_seconds("sfu"), Instant::now());
         let frames = pps * seconds;
@@ -146,6 +213,7 @@ fn main() {
         let wall = t0.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let cpu = cpu_seconds("sfu") - cpu0;
+        let heap2 = sfu_heap_kib();
 
         let mut received = 0usize;
         let mut latencies = Vec::new();
@@ -185,6 +253,12 @@ fn main() {
             rss0,
             rss1,
             (rss1.saturating_sub(rss0)) as f64 / (publishers + subscribers) as f64
+        );
+        let participants = (publishers + subscribers) as f64;
+        println!(
+            "  SFU heap (allocated on the SFU thread, still live): {:.0} KiB per participant connected, {:.0} KiB after the run",
+            (heap1 - heap0) / participants,
+            (heap2 - heap0) / participants
         );
         println!(
             "  in memory: {connected_only:.0} KiB per connected pair, {per_leg:.0} KiB after 2000 packets each (SFU side + client side, no sockets)"
