@@ -17,14 +17,20 @@ pub struct TrackId(pub u64);
 /// Most simulcast layers a track carries.
 pub const MAX_LAYERS: usize = 3;
 
-/// Packets of each video layer kept for repairs: about 1.7 s of a 1.5 Mbit/s layer, far more
-/// of the lower ones. Shared by every subscriber of the track, and what it holds is the
-/// publisher's payloads, which forwarding shares rather than copies.
+/// Packets of each video layer kept for repairs: about 1.7 s of a 1.5 Mbit/s layer. Shared by
+/// every subscriber of the track, and what it holds is the publisher's payloads, which
+/// forwarding shares rather than copies.
 const CACHE_PACKETS: usize = 256;
+/// Packets older than this are dropped from the caches (at the next housekeeping, so they live
+/// up to half a second longer): a receiver's jitter buffer has given up on them by then, and a
+/// low layer's 256 packets would otherwise hold many seconds of video.
+pub(crate) const CACHE_AGE: Duration = Duration::from_secs(1);
 
 /// What a repair needs of a publisher's packet; the sequence number is the cache's key.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedPacket {
+    /// When it arrived, for ageing out.
+    pub at: Instant,
     pub timestamp: u32,
     pub marker: bool,
     pub payload: Bytes,
@@ -85,6 +91,13 @@ impl Track {
             bitrate: BitrateMeter::default(),
             cache: (self.kind == RtpCodecKind::Video).then(|| PacketCache::new(CACHE_PACKETS)),
         });
+    }
+
+    /// Drops cached packets that arrived before `oldest`.
+    pub fn age_caches(&mut self, oldest: Instant) {
+        for cache in self.layers.iter_mut().filter_map(|l| l.cache.as_mut()) {
+            cache.retain(|p| p.at >= oldest);
+        }
     }
 
     /// A cached packet of a layer, for a repair.

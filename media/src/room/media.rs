@@ -15,7 +15,7 @@ use rtc::sansio::Protocol;
 use super::Room;
 use crate::participant::Participant;
 use crate::rtp::codec::Codec;
-use crate::track::{CachedPacket, KeyframeThrottle, Track, TrackId};
+use crate::track::{CACHE_AGE, CachedPacket, KeyframeThrottle, Track, TrackId};
 use crate::worker::Ctx;
 use crate::{Event, Pc};
 
@@ -221,6 +221,7 @@ impl Room {
                 cache.insert(
                     packet.header.sequence_number,
                     CachedPacket {
+                        at: now,
                         timestamp: packet.header.timestamp,
                         marker: packet.header.marker,
                         payload: packet.payload.clone(),
@@ -412,6 +413,15 @@ impl Room {
         }
         self.ask_keyframes(ctx, now);
         self.policy_tick(ctx, now);
+        if let Some(oldest) = now.checked_sub(CACHE_AGE) {
+            for t in self
+                .participants
+                .values_mut()
+                .flat_map(|p| p.tracks.iter_mut())
+            {
+                t.age_caches(oldest);
+            }
+        }
         let pending: Vec<(TrackId, usize)> = self
             .participants
             .values()

@@ -48,6 +48,15 @@ impl<T> PacketCache<T> {
         }
     }
 
+    /// Forgets the packets `keep` says no to (e.g. those too old to be asked for again).
+    pub fn retain(&mut self, keep: impl Fn(&T) -> bool) {
+        for slot in self.slots.iter_mut() {
+            if slot.as_ref().is_some_and(|(_, p)| !keep(p)) {
+                *slot = None;
+            }
+        }
+    }
+
     /// Forgets everything (e.g. when the publisher restarts its stream).
     pub fn clear(&mut self) {
         self.slots.iter_mut().for_each(|s| *s = None);
@@ -87,5 +96,20 @@ mod tests {
         assert_eq!(c.get(60000), None);
         c.clear();
         assert_eq!(c.get(2), None);
+    }
+
+    #[test]
+    fn retain_forgets_what_is_refused() {
+        let mut c = PacketCache::new(16);
+        for s in 0..10u16 {
+            c.insert(s, s);
+        }
+        c.retain(|v| *v >= 6);
+        assert_eq!(c.get(5), None);
+        assert_eq!(c.get(6), Some(&6));
+        assert_eq!(c.get(9), Some(&9));
+        // The window still moves on from the highest number seen.
+        c.insert(10, 10);
+        assert_eq!(c.get(10), Some(&10));
     }
 }
