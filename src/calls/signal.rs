@@ -57,21 +57,24 @@ async fn try_signal(
         .as_ref()
         .ok_or_else(|| ApiError::conflict("media is not available on this server"))?;
     let membership = app.calls.with(|live| {
-        live.get(call_id)
-            .and_then(|c| c.members.get(user).map(|m| (c.state, m.session.clone())))
+        live.get(call_id).and_then(|c| {
+            c.members
+                .get(user)
+                .map(|m| (c.state, m.session.clone(), m.must_reset))
+        })
     });
-    match membership {
+    let must_reset = match membership {
         None => return Err(ApiError::not_found()),
-        Some((State::Ringing, _)) => {
+        Some((State::Ringing, ..)) => {
             return Err(ApiError::conflict("the call is not answered yet"));
         }
-        Some((State::Active, Some(s))) if s != session => {
+        Some((State::Active, Some(s), _)) if s != session => {
             return Err(ApiError::forbidden(
                 "this call is carried by another of your devices",
             ));
         }
-        Some((State::Active, _)) => {}
-    }
+        Some((State::Active, _, must_reset)) => must_reset,
+    };
     let pc = match payload.get("pc").and_then(Value::as_str) {
         Some("publish") => Pc::Publish,
         Some("subscribe") => Pc::Subscribe,
@@ -85,11 +88,6 @@ async fn try_signal(
     let fresh = pc == Pc::Publish
         && kind == "offer"
         && payload.get("reset").and_then(Value::as_bool) == Some(true);
-    let must_reset = app.calls.with(|live| {
-        live.get(call_id)
-            .and_then(|c| c.members.get(user))
-            .is_some_and(|m| m.must_reset)
-    });
     if must_reset && !fresh {
         let _ = device.push_wait(frame(&reset_frame(call_id))).await;
         return Ok(());
