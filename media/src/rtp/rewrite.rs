@@ -7,6 +7,11 @@
 
 use super::seq_diff;
 
+/// How far behind the newest packet a late one may still be forwarded. The source's start
+/// follows the stream at this distance, so comparisons never span half the sequence space
+/// (where they would flip sign and refuse the whole stream).
+pub const LATE_WINDOW: u16 = 0x4000;
+
 /// Offsets in force since the last change of source.
 #[derive(Debug, Clone, Copy)]
 struct Epoch {
@@ -87,6 +92,9 @@ impl Rewriter {
             e.highest_in_seq = in_seq;
             self.last_out_seq = out.0;
             self.last_out_ts = out.1;
+            if seq_diff(in_seq, e.base_in_seq) > LATE_WINDOW as i16 {
+                e.base_in_seq = in_seq.wrapping_sub(LATE_WINDOW);
+            }
         }
         Some(out)
     }
@@ -135,6 +143,22 @@ mod tests {
         assert_eq!(outs[3].map(|o| o.1), Some(8989));
         // A packet older than the source start is refused, across the wrap too.
         assert_eq!(r.rewrite(65533, 0), None);
+    }
+
+    #[test]
+    fn a_long_stream_keeps_flowing_and_refuses_only_very_late_packets() {
+        let mut r = Rewriter::new();
+        r.start_source(1, 0, 0);
+        for i in 0..200_000u32 {
+            let seq = (1 + i) as u16;
+            assert_eq!(r.rewrite(seq, i), Some((seq, i)), "packet {i}");
+        }
+        let (last, _) = r.last_out().expect("sent");
+        assert!(
+            r.rewrite(last.wrapping_sub(100), 0).is_some(),
+            "late but recent"
+        );
+        assert_eq!(r.rewrite(last.wrapping_sub(LATE_WINDOW + 1), 0), None);
     }
 
     #[test]
