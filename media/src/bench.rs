@@ -1,6 +1,6 @@
-//! Support for benchmarks and load tests: the real forwarding path (DownTrack rewrite, `rtc`
-//! sender, interceptors, SRTP) against subscriber connections established in memory, with no
-//! sockets. Not part of the application API.
+//! Support for benchmarks and load tests: the real forwarding path (DownTrack rewrite, TWCC
+//! numbering, our SRTP sender keyed by DTLS-SRTP) against subscriber connections established
+//! in memory, with no sockets. Not part of the application API.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::downtrack::DownTrack;
 use crate::error::{Error, Result};
+use crate::net::outbox::Wire;
 use crate::net::router::ConnId;
 use crate::peer::{Candidates, Peer};
 use crate::rtp::codec::Codec;
@@ -42,7 +43,28 @@ struct Leg {
 pub struct ForwardBench {
     legs: Vec<Leg>,
     kind: RtpCodecKind,
-    sent: u64,
+    sink: Sink,
+}
+
+/// Where the bench's datagrams go: counted and dropped, or kept for a test to deliver.
+#[derive(Default)]
+struct Sink {
+    buf: Vec<u8>,
+    bytes: usize,
+    keep: bool,
+    kept: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Wire for Sink {
+    fn push_with(&mut self, to: &TransportContext, build: impl FnOnce(&mut Vec<u8>) -> bool) {
+        self.buf.clear();
+        if build(&mut self.buf) {
+            self.bytes += self.buf.len();
+            if self.keep {
+                self.kept.push((to.peer_addr, self.buf.clone()));
+            }
+        }
+    }
 }
 
 impl ForwardBench {
@@ -93,7 +115,10 @@ impl ForwardBench {
         let mut bench = Self {
             legs,
             kind,
-            sent: 0,
+            sink: Sink {
+                buf: Vec::with_capacity(1500),
+                ..Default::default()
+            },
         };
         bench.connect(sfu_addr)?;
         Ok(bench)
@@ -135,6 +160,8 @@ impl ForwardBench {
             if leg.dt.payload_type.is_none() {
                 return Err(Error::Signaling("codec not negotiated"));
             }
+            leg.sfu.twcc_ext = room::twcc_extension(&mut leg.sfu.pc, leg.dt.sender_id);
+            leg.sfu.start_downlink(now)?;
         }
         Ok(())
     }
@@ -148,22 +175,13 @@ impl ForwardBench {
     /// returns the SRTP bytes produced (the datagrams are dropped instead of sent).
     pub fn forward(&mut self, packet: &rtp::Packet) -> usize {
         let now = Instant::now();
-        self.sent += 1;
-        // Let interceptors (reports, TWCC history) do their periodic work as in production.
-        let timers = self.sent.is_multiple_of(256);
-        let mut bytes = 0;
+        self.sink.bytes = 0;
         for leg in &mut self.legs {
-            if leg.dt.write(&mut leg.sfu.pc, packet, 0, true, now) {
-                while let Some(out) = leg.sfu.pc.poll_write() {
-                    bytes += out.message.len();
-                }
-            }
-            if timers {
-                let _ = leg.sfu.pc.handle_timeout(now);
-                while leg.sfu.pc.poll_write().is_some() {}
+            if let Some(link) = leg.sfu.downlink.as_mut() {
+                leg.dt.write(link, &mut self.sink, packet, 0, true, now);
             }
         }
-        bytes
+        self.sink.bytes
     }
 
     /// A publisher packet of this bench's kind with `len` payload bytes.
@@ -195,6 +213,7 @@ impl Leg {
         let _ = self.sfu.pc.handle_timeout(now);
         let _ = self.client.handle_timeout(now);
         while let Some(m) = self.sfu.pc.poll_write() {
+            self.sfu.learn_route(&m);
             let _ = self
                 .client
                 .handle_read(datagram(sfu_addr, self.client_addr, m.message));
@@ -261,6 +280,7 @@ fn client_pc(addr: SocketAddr, now: Instant) -> Result<RTCPeerConnection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtc::peer_connection::message::RTCMessage;
 
     #[test]
     fn in_memory_subscribers_get_srtp() {
@@ -268,9 +288,38 @@ mod tests {
         assert_eq!(b.subscribers(), 3);
         let p = b.packet(1, 1200);
         let bytes = b.forward(&p);
-        // Each subscriber gets one SRTP packet: the payload plus header and auth tag.
         // Each subscriber gets one SRTP packet: 12-byte header, the transport-cc extension
         // (8 bytes), the payload and a 16-byte tag, i.e. the AEAD_AES_128_GCM profile won.
         assert_eq!(bytes, 3 * (12 + 8 + 1200 + 16));
+    }
+
+    /// What our sender encrypts with the captured keys, a real `rtc` receiver decrypts: the
+    /// capture took the local (sending) keys, not the remote ones.
+    #[test]
+    fn srtp_keys_match_the_peer_connection() {
+        let mut b = ForwardBench::new(2, RtpCodecKind::Video).expect("connects");
+        b.sink.keep = true;
+        for seq in 1..=5u16 {
+            let p = b.packet(seq, 600 + seq as usize);
+            b.forward(&p);
+        }
+        let kept = std::mem::take(&mut b.sink.kept);
+        assert_eq!(kept.len(), 10);
+        let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("addr");
+        for leg in &mut b.legs {
+            for (to, data) in kept.iter().filter(|(to, _)| *to == leg.client_addr) {
+                leg.client
+                    .handle_read(datagram(sfu_addr, *to, BytesMut::from(&data[..])))
+                    .expect("the client accepts the datagram");
+            }
+            let mut got = Vec::new();
+            while let Some(m) = leg.client.poll_read() {
+                if let RTCMessage::RtpPacket(_, p) = m.message {
+                    got.push((p.header.sequence_number, p.payload.len()));
+                }
+            }
+            assert_eq!(got.len(), 5, "every packet decrypted: {got:?}");
+            assert!(got.iter().all(|(seq, len)| *len == 600 + *seq as usize));
+        }
     }
 }

@@ -3,23 +3,23 @@
 
 use std::time::Instant;
 
-use bytes::{BufMut, BytesMut};
-
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters,
     RtpCodecKind,
 };
-use rtc::sansio::Protocol;
 
+use crate::downlink::{Downlink, Outgoing};
+use crate::net::outbox::Wire;
 use crate::peer::random_u32;
 use crate::rtp::codec::Codec;
-use crate::rtp::rewrite::Rewriter;
+use crate::rtp::rewrite::{LATE_WINDOW, Rewriter};
 use crate::rtp::seq_diff;
+use crate::srtp::Roc;
 use crate::track::CachedPacket;
 use crate::track::TrackId;
 
@@ -155,6 +155,16 @@ impl Forwarder {
         }
         let out = self.rewriter.rewrite(seq, ts)?;
         self.last_at = Some(now);
+        // Keep the newest span's start within reach (as the rewriter does): a repair older
+        // than the late window is long gone from the cache, and so are the spans before it.
+        if let Some(span) = self.spans.last_mut()
+            && seq_diff(out.0, span.first_out) > LATE_WINDOW as i16
+        {
+            let shift = out.0.wrapping_sub(LATE_WINDOW).wrapping_sub(span.first_out);
+            span.first_out = span.first_out.wrapping_add(shift);
+            let newest = self.spans.len() - 1;
+            self.spans.drain(..newest);
+        }
         Some(out)
     }
 
@@ -185,6 +195,13 @@ pub(crate) struct DownTrack {
     pub fmtp: String,
     pub forwarder: Forwarder,
     pub last_keyframe_ask: Option<Instant>,
+    roc: Roc,
+    rtx_roc: Roc,
+    /// What sender reports say: packets and payload octets sent on the media SSRC, and the
+    /// timestamp of the newest packet with when it left.
+    sent_packets: u32,
+    sent_octets: u32,
+    last_sent: Option<(u32, Instant)>,
 }
 
 impl DownTrack {
@@ -233,6 +250,11 @@ impl DownTrack {
             mime: rtp_codec.mime_type,
             fmtp: rtp_codec.sdp_fmtp_line,
             last_keyframe_ask: None,
+            roc: Roc::default(),
+            rtx_roc: Roc::default(),
+            sent_packets: 0,
+            sent_octets: 0,
+            last_sent: None,
         })
     }
 
@@ -241,7 +263,8 @@ impl DownTrack {
     /// sequence number ahead of the payload) when one was negotiated, else in-band.
     pub(crate) fn resend(
         &mut self,
-        pc: &mut RTCPeerConnection,
+        link: &mut Downlink,
+        out: &mut impl Wire,
         seq: u16,
         ts_offset: u32,
         packet: &CachedPacket,
@@ -251,45 +274,41 @@ impl DownTrack {
             return;
         };
         let timestamp = packet.timestamp.wrapping_add(ts_offset);
-        let (ssrc, payload_type, sequence_number, payload) =
-            match (self.rtx_ssrc, self.rtx_payload_type) {
-                (Some(rtx_ssrc), Some(rtx_pt)) => {
-                    let mut payload = BytesMut::with_capacity(packet.payload.len() + 2);
-                    payload.put_u16(seq);
-                    payload.put_slice(&packet.payload);
-                    self.rtx_seq = self.rtx_seq.wrapping_add(1);
-                    (rtx_ssrc, rtx_pt, self.rtx_seq, payload.freeze())
+        let p = match (self.rtx_ssrc, self.rtx_payload_type) {
+            (Some(rtx_ssrc), Some(rtx_pt)) => {
+                self.rtx_seq = self.rtx_seq.wrapping_add(1);
+                Outgoing {
+                    ssrc: rtx_ssrc,
+                    payload_type: rtx_pt,
+                    seq: self.rtx_seq,
+                    timestamp,
+                    marker: packet.marker,
+                    roc: self.rtx_roc.next(self.rtx_seq),
+                    osn: Some(seq),
+                    payload: &packet.payload,
                 }
-                _ => (self.ssrc, pt, seq, packet.payload.clone()),
-            };
-        let out = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                marker: packet.marker,
-                payload_type,
-                sequence_number,
+            }
+            _ => Outgoing {
+                ssrc: self.ssrc,
+                payload_type: pt,
+                seq,
                 timestamp,
-                ssrc,
-                ..Default::default()
+                marker: packet.marker,
+                roc: self.roc.next(seq),
+                osn: None,
+                payload: &packet.payload,
             },
-            payload,
         };
-        let _ = pc.handle_write(TaggedRTCMessage {
-            now,
-            message: RTCMessage::RtpPacket(String::new(), out),
-        });
+        link.send(out, p, now);
     }
 
-    /// Hands one publisher packet of `layer` to this subscriber's sender, renumbered, if the
-    /// forwarder takes it. Returns whether something was written (the caller then flushes).
-    ///
-    /// The outgoing header is built fresh rather than cloned: the publisher's extensions were
-    /// negotiated on its own connection, and empty vectors cost no allocation. The payload is
-    /// shared, not copied.
+    /// Sends one publisher packet of `layer` to this subscriber, renumbered, if the forwarder
+    /// takes it. Returns whether something was sent.
     #[inline]
     pub(crate) fn write(
         &mut self,
-        pc: &mut RTCPeerConnection,
+        link: &mut Downlink,
+        out: &mut impl Wire,
         packet: &rtp::Packet,
         layer: usize,
         keyframe: bool,
@@ -305,28 +324,42 @@ impl DownTrack {
         else {
             return false;
         };
-        let out = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                marker: h.marker,
-                payload_type: pt,
-                sequence_number: seq,
-                timestamp: ts,
+        let sent = link.send(
+            out,
+            Outgoing {
                 ssrc: self.ssrc,
-                ..Default::default()
+                payload_type: pt,
+                seq,
+                timestamp: ts,
+                marker: h.marker,
+                roc: self.roc.next(seq),
+                osn: None,
+                payload: &packet.payload,
             },
-            payload: packet.payload.clone(),
-        };
-        // Straight into the connection's write path, as `RTCRtpSender::write_rtp` ends up doing:
-        // its per-packet checks (SSRC ours, payload type negotiated, no foreign extensions) hold
-        // by construction here, and re-deriving the sender parameters for each packet is the
-        // single largest cost it adds. The write path routes by SSRC and ignores the track id,
-        // so none is allocated per packet.
-        pc.handle_write(TaggedRTCMessage {
             now,
-            message: RTCMessage::RtpPacket(String::new(), out),
+        );
+        if sent {
+            self.sent_packets = self.sent_packets.wrapping_add(1);
+            self.sent_octets = self.sent_octets.wrapping_add(packet.payload.len() as u32);
+            self.last_sent = Some((ts, now));
+        }
+        sent
+    }
+
+    /// A sender report for the media stream (RFC 3550 §6.4.1), once something was sent: the
+    /// RTP time is the newest packet's timestamp advanced by the wall time since it left.
+    pub(crate) fn sender_report(&self, now: Instant, ntp_now: u64) -> Option<SenderReport> {
+        let (ts, at) = self.last_sent?;
+        let elapsed = now.saturating_duration_since(at);
+        let ticks = elapsed.as_micros() as u64 * self.forwarder.clock_rate as u64 / 1_000_000;
+        Some(SenderReport {
+            ssrc: self.ssrc,
+            ntp_time: ntp_now,
+            rtp_time: ts.wrapping_add(ticks as u32),
+            packet_count: self.sent_packets,
+            octet_count: self.sent_octets,
+            ..Default::default()
         })
-        .is_ok()
     }
 }
 
@@ -375,6 +408,22 @@ mod tests {
         );
         assert_eq!(f.origin(105), None, "not sent yet");
         assert_eq!(f.origin(99), None, "before the first packet");
+    }
+
+    #[test]
+    fn a_long_stream_is_forwarded_and_repairable_throughout() {
+        let t = Instant::now();
+        let mut f = Forwarder::new(Codec::Vp8, 90_000, 0);
+        f.forward(0, 500, 0, true, t);
+        f.set_target(2);
+        for i in 0..150_000u32 {
+            let seq = (7 + i) as u16;
+            let out = f.forward(2, seq, i * 3000, i == 0, t).expect("forwarded");
+            if i % 9973 == 0 {
+                let o = f.origin(out.0).expect("repairable");
+                assert_eq!((o.layer, o.seq), (2, seq), "packet {i}");
+            }
+        }
     }
 
     #[test]

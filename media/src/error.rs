@@ -21,6 +21,9 @@ pub enum Error {
     /// The SDP or candidate given is not acceptable in the current state.
     #[error("invalid signaling: {0}")]
     Signaling(&'static str),
+    /// Our SRTP sender could not be keyed or could not protect a packet.
+    #[error("srtp: {0}")]
+    Srtp(&'static str),
     /// The SFU is shutting down.
     #[error("sfu closed")]
     Closed,

@@ -2,11 +2,13 @@
 //! an SFU. Both act on inbound packets only; [`ReadLink`] passes everything else through.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
@@ -29,6 +31,16 @@ pub(crate) struct ReadLink<T> {
     side: T,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
+}
+
+impl<T: ReadSide> ReadLink<T> {
+    pub(crate) fn new(side: T) -> Self {
+        Self {
+            side,
+            read_queue: VecDeque::new(),
+            write_queue: VecDeque::new(),
+        }
+    }
 }
 
 impl<T: ReadSide> Protocol<TaggedPacket, TaggedPacket, ()> for ReadLink<T> {
@@ -80,21 +92,48 @@ impl<T: ReadSide> Interceptor for ReadLink<T> {
     }
 }
 
+/// TWCC feedback a subscriber connection received, waiting for the room to feed it to that
+/// connection's estimator (the chain runs inside the peer connection, the estimator beside it).
+pub(crate) type TwccInbox = Arc<Mutex<Vec<TransportLayerCc>>>;
+
+/// Feedback reports kept at most between two drains: a burst beyond this is stale anyway.
+const MAX_PENDING_FEEDBACK: usize = 64;
+
 /// Lets inbound PLI/FIR and NACK through to the application, marked, not consumed: the SFU
 /// relays keyframe requests to publishers and answers NACKs from its shared packet cache.
-#[derive(Default)]
-pub(crate) struct FeedbackTap;
+/// TWCC feedback is taken aside into the connection's inbox: `rtc` hands RTCP to the
+/// application only per track, and transport-wide feedback belongs to none.
+pub(crate) struct FeedbackTap {
+    twcc: TwccInbox,
+}
+
+impl FeedbackTap {
+    pub(crate) fn new(twcc: TwccInbox) -> Self {
+        Self { twcc }
+    }
+}
 
 impl ReadSide for FeedbackTap {
     fn on_read(&mut self, msg: &mut TaggedPacket) -> bool {
-        if let Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| {
-                let any = p.as_any();
-                any.is::<PictureLossIndication>()
-                    || any.is::<FullIntraRequest>()
-                    || any.is::<TransportLayerNack>()
-            })
+        let Packet::Rtcp(packets) = &msg.message.packet else {
+            return true;
+        };
+        for fb in packets
+            .iter()
+            .filter_map(|p| p.as_any().downcast_ref::<TransportLayerCc>())
         {
+            if let Ok(mut inbox) = self.twcc.lock()
+                && inbox.len() < MAX_PENDING_FEEDBACK
+            {
+                inbox.push(fb.clone());
+            }
+        }
+        if packets.iter().any(|p| {
+            let any = p.as_any();
+            any.is::<PictureLossIndication>()
+                || any.is::<FullIntraRequest>()
+                || any.is::<TransportLayerNack>()
+        }) {
             msg.message.add(Attribute::DeliverToApplication);
         }
         true

@@ -44,6 +44,18 @@
 //! taken on SSRC-declared RTX streams and on browsers' simulcast RTX streams named only by
 //! RRID. Sender and receiver reports run on both connections.
 //!
+//! # The forwarding path
+//!
+//! Media to subscribers does not walk `rtc`'s write pipeline: each subscribe connection's
+//! `Downlink` writes the rewritten packet straight into the outgoing datagram (header, TWCC
+//! extension, payload), encrypts it in place with our own SRTP sender, and queues it for
+//! `sendmmsg`. The SRTP keys come from the connection's DTLS-SRTP through a crypto provider
+//! that watches `rtc` derive them ([`srtp::KeyCapture`]); both SRTP profiles we offer
+//! (AEAD_AES_128_GCM preferred, AES_CM_128_HMAC_SHA1_80) are implemented and checked byte for
+//! byte against `rtc`'s own. The send-side estimate (GCC over TWCC), the sender reports and
+//! the route (the ICE-selected pair, learnt from the connection's own datagrams) are kept
+//! beside the connection; RTCP, ICE and DTLS still go through it.
+//!
 //! ```no_run
 //! # async fn demo(offer: String) -> mescon_media::Result<()> {
 //! use mescon_media::{Event, Sfu, SfuConfig};
@@ -64,7 +76,9 @@
 
 #[doc(hidden)]
 pub mod bench;
+mod bwe;
 pub mod config;
+mod downlink;
 pub mod downtrack;
 pub mod error;
 mod interceptors;
@@ -75,6 +89,7 @@ mod peer;
 mod room;
 pub mod rtp;
 mod sfu;
+pub mod srtp;
 pub mod track;
 mod worker;
 

@@ -9,30 +9,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use rtc::interceptor::{
-    BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, NackGeneratorBuilder,
-    PacketReport, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
-};
+use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_simulcast_extension_headers, configure_twcc_receiver_only, configure_twcc_sender_only,
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, TYPE_RTCP_FB_NACK};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, TYPE_RTCP_FB_NACK, TYPE_RTCP_FB_TRANSPORT_CC,
+};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportProtocol};
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::Pc;
+use crate::downlink::Downlink;
 use crate::error::Result;
-use crate::interceptors::{FeedbackTap, ReadLink, RridRtxUnwrap};
+use crate::interceptors::{FeedbackTap, ReadLink, RridRtxUnwrap, TwccInbox};
 use crate::net::outbox::Outbox;
 use crate::net::router::{ConnId, Router};
+use crate::srtp::KeyCapture;
 
 /// What our host candidates advertise.
 #[derive(Debug, Clone)]
@@ -71,15 +71,14 @@ impl Transport {
 
     /// Sends one datagram; a full socket buffer drops it, as the network would.
     #[inline]
-    pub fn send(&self, msg: &TaggedBytesMut) {
-        let peer = msg.transport.peer_addr;
-        match msg.transport.transport_protocol {
+    pub fn send(&self, to: &TransportContext, data: &[u8]) {
+        match to.transport_protocol {
             TransportProtocol::UDP => {
-                let _ = self.udp.try_send_to(&msg.message, peer);
+                let _ = self.udp.try_send_to(data, to.peer_addr);
             }
             TransportProtocol::TCP => {
-                if let Some(w) = self.router.tcp_writer(&peer) {
-                    let _ = w.try_send(bytes::Bytes::copy_from_slice(&msg.message));
+                if let Some(w) = self.router.tcp_writer(&to.peer_addr) {
+                    let _ = w.try_send(bytes::Bytes::copy_from_slice(data));
                 }
             }
             _ => {}
@@ -99,8 +98,15 @@ pub(crate) struct Peer {
     /// Since when the connection could connect: both descriptions applied. The connect
     /// timeout counts from here, so an unanswered subscribe offer is not a failure.
     pub negotiated_at: Option<Instant>,
-    /// Send-side bandwidth estimate (GCC over TWCC) in bits per second; subscribe side only.
-    pub estimate: Option<Arc<AtomicU64>>,
+    /// Subscribe side: the crypto provider that learns the connection's SRTP keys, the TWCC
+    /// feedback its chain hands up, and, once connected, the media sender built from both.
+    keys: Option<Arc<KeyCapture>>,
+    pub twcc: Option<TwccInbox>,
+    /// The negotiated transport-wide-cc extension id, learnt with the payload types.
+    pub twcc_ext: Option<u8>,
+    pub downlink: Option<Downlink>,
+    /// Where the connection's own datagrams (DTLS, RTCP) last went: the ICE-selected route.
+    route: Option<TransportContext>,
 }
 
 impl Peer {
@@ -116,9 +122,13 @@ impl Peer {
             RtpCodecKind::Audio,
             None,
         )?;
-        let (registry, estimate) = interceptors(kind, &mut media_engine)?;
+        let (registry, twcc) = interceptors(kind, &mut media_engine)?;
+        let keys = match kind {
+            Pc::Subscribe => Some(KeyCapture::new()?),
+            Pc::Publish => None,
+        };
 
-        let setting_engine = SettingEngineBuilder::new()
+        let mut setting_engine = SettingEngineBuilder::new()
             // ICE-lite: we never send checks, so every STUN packet we get is a request carrying
             // USERNAME, which is what lets one socket route by ufrag.
             .with_lite(true)
@@ -130,8 +140,11 @@ impl Peer {
                 Some(Duration::from_secs(5)),
                 Some(Duration::from_secs(15)),
                 Some(Duration::from_secs(2)),
-            )
-            .build();
+            );
+        if let Some(keys) = &keys {
+            setting_engine = setting_engine.with_crypto_provider(keys.clone());
+        }
+        let setting_engine = setting_engine.build();
 
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -147,16 +160,51 @@ impl Peer {
             ufrag: String::new(),
             connected: false,
             negotiated_at: None,
-            estimate,
+            keys,
+            twcc,
+            twcc_ext: None,
+            downlink: None,
+            route: None,
         })
     }
 
-    /// Hands everything the connection has queued to the outbox.
+    /// Hands everything the connection has queued to the outbox, and keeps the media route
+    /// where the connection itself sends: everything but STUN (RFC 7983: first byte 0–3) goes
+    /// over the ICE-selected pair.
     #[inline]
     pub fn flush(&mut self, out: &mut Outbox) {
         while let Some(msg) = self.pc.poll_write() {
+            self.learn_route(&msg);
             out.push(msg);
         }
+    }
+
+    /// Notes where a datagram of the connection's own goes, if it is not STUN.
+    #[inline]
+    pub fn learn_route(&mut self, msg: &TaggedBytesMut) {
+        if msg.message.first().is_some_and(|b| *b > 3)
+            && self.route.as_ref() != Some(&msg.transport)
+        {
+            self.route = Some(msg.transport);
+            if let Some(d) = self.downlink.as_mut() {
+                d.set_route(msg.transport);
+            }
+        }
+    }
+
+    /// Starts sending media ourselves once DTLS-SRTP is up: keys from the capture, the
+    /// negotiated TWCC extension id, the route the handshake went over.
+    pub fn start_downlink(&mut self, now: Instant) -> Result<()> {
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(crate::Error::Srtp("not a subscribe connection"))?
+            .keys()?;
+        let route = self
+            .route
+            .ok_or(crate::Error::Srtp("no route to the subscriber yet"))?;
+        self.downlink = Some(Downlink::new(&keys, self.twcc_ext, route, now)?);
+        Ok(())
     }
 
     /// Our ufrag as written in the current local description (it changes on ICE restart).
@@ -175,13 +223,11 @@ impl Peer {
 ///
 /// - publish (we receive): TWCC feedback and receiver reports for the publisher's estimate,
 ///   NACKs for its losses, and browsers' simulcast RTX restored to media first of all;
-/// - subscribe (we send): TWCC numbering and a send-side estimate (GCC) for layer selection,
-///   sender reports, and subscribers' PLI/FIR/NACK handed up to the room (which answers NACKs
-///   from its shared cache). No pacer: forwarding keeps the publisher's pacing.
-fn interceptors(
-    kind: Pc,
-    media_engine: &mut MediaEngine,
-) -> Result<(Registry, Option<Arc<AtomicU64>>)> {
+/// - subscribe (we send): only a tap handing subscribers' PLI/FIR/NACK up to the room (which
+///   answers NACKs from its shared cache) and their TWCC feedback to our estimator. Media
+///   leaves through [`Downlink`], past the chain; sender reports are ours too. No pacer:
+///   forwarding keeps the publisher's pacing.
+fn interceptors(kind: Pc, media_engine: &mut MediaEngine) -> Result<(Registry, Option<TwccInbox>)> {
     for parameter in ["", "pli"] {
         media_engine.register_feedback(
             RTCPFeedback {
@@ -203,16 +249,30 @@ fn interceptors(
             (registry, None)
         }
         Pc::Subscribe => {
-            let shared = Arc::new(AtomicU64::new(0));
-            let estimator = SharedEstimate::new(Gcc::default(), shared.clone());
-            let registry = configure_twcc_sender_only(Registry::new(), media_engine)?
-                .with(
-                    Slot::CongestionControl,
-                    CongestionControlBuilder::new(estimator).build(),
-                )
-                .with(Slot::SenderReport, SenderReportBuilder::new().build())
-                .with(Slot::from(14_000), ReadLink::<FeedbackTap>::default());
-            (registry, Some(shared))
+            // Transport-wide CC is negotiated here but numbered and estimated by our own
+            // sender (`Downlink`), which writes media past the chain.
+            for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+                media_engine.register_feedback(
+                    RTCPFeedback {
+                        typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
+                        parameter: String::new(),
+                    },
+                    kind,
+                );
+                media_engine.register_header_extension(
+                    RTCRtpHeaderExtensionCapability {
+                        uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+                    },
+                    kind,
+                    None,
+                )?;
+            }
+            let inbox = TwccInbox::default();
+            let registry = Registry::new().with(
+                Slot::from(14_000),
+                ReadLink::new(FeedbackTap::new(inbox.clone())),
+            );
+            (registry, Some(inbox))
         }
     })
 }
@@ -256,46 +316,4 @@ pub(crate) fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
     u32::from_be_bytes(b).max(1)
-}
-
-/// Wraps an estimator and publishes its target bitrate where the worker can read it.
-struct SharedEstimate<E> {
-    inner: E,
-    out: Arc<AtomicU64>,
-}
-
-impl<E: BandwidthEstimator> SharedEstimate<E> {
-    fn new(inner: E, out: Arc<AtomicU64>) -> Self {
-        out.store(inner.target_bitrate() as u64, Ordering::Relaxed);
-        Self { inner, out }
-    }
-
-    fn publish(&self) {
-        self.out
-            .store(self.inner.target_bitrate() as u64, Ordering::Relaxed);
-    }
-}
-
-impl<E: BandwidthEstimator> BandwidthEstimator for SharedEstimate<E> {
-    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
-        self.inner.on_reports(now, reports);
-        self.publish();
-    }
-
-    fn target_bitrate(&self) -> f64 {
-        self.inner.target_bitrate()
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.inner.handle_timeout(now);
-        self.publish();
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
-    }
-
-    fn stats(&self) -> EstimatorStats {
-        self.inner.stats()
-    }
 }

@@ -4,21 +4,32 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use rtc::shared::{TaggedBytesMut, TransportProtocol};
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::peer::Transport;
 
 /// Datagrams queued before a flush is forced, bounding the delay a full turn can add.
 const MAX_QUEUED: usize = 1024;
+/// Buffers kept for reuse: enough for a busy turn without holding a whole burst's worth.
+const MAX_SPARE: usize = 256;
+/// Room in a fresh datagram buffer: a full-size packet with its SRTP tag.
+const DATAGRAM_CAPACITY: usize = 1500;
 /// Datagrams per sendmmsg call.
 #[cfg(target_os = "linux")]
 const CHUNK: usize = 64;
 
+/// Somewhere datagrams built in place can go: the worker's [`Outbox`], or a benchmark's sink.
+pub(crate) trait Wire {
+    /// Builds one datagram for `to` in an empty buffer; `build` returns false to abandon it.
+    fn push_with(&mut self, to: &TransportContext, build: impl FnOnce(&mut Vec<u8>) -> bool);
+}
+
 /// A worker's queue of outgoing datagrams.
 pub(crate) struct Outbox {
     transport: Arc<Transport>,
-    queue: Vec<(SocketAddr, BytesMut)>,
+    queue: Vec<(SocketAddr, Vec<u8>)>,
+    /// Buffers of sent datagrams, reused so the steady state allocates nothing.
+    spare: Vec<Vec<u8>>,
     batched: bool,
 }
 
@@ -28,21 +39,19 @@ impl Outbox {
         Self {
             transport,
             queue: Vec::with_capacity(if batched { MAX_QUEUED } else { 0 }),
+            spare: Vec::new(),
             batched,
         }
     }
 
-    /// Queues one datagram (TCP ones go straight to their connection's writer).
+    /// Queues one datagram the peer connection produced (TCP ones go straight to their
+    /// connection's writer).
     #[inline]
     pub fn push(&mut self, msg: TaggedBytesMut) {
-        if !self.batched || msg.transport.transport_protocol != TransportProtocol::UDP {
-            self.transport.send(&msg);
-            return;
-        }
-        self.queue.push((msg.transport.peer_addr, msg.message));
-        if self.queue.len() >= MAX_QUEUED {
-            self.flush();
-        }
+        self.push_with(&msg.transport, |buf| {
+            buf.extend_from_slice(&msg.message);
+            true
+        });
     }
 
     /// Sends everything queued. A full socket buffer drops the rest, as a congested link would.
@@ -64,13 +73,43 @@ impl Outbox {
         for (to, data) in &self.queue {
             let _ = self.transport.udp.try_send_to(data, *to);
         }
-        self.queue.clear();
+        for (_, mut buf) in self.queue.drain(..) {
+            if self.spare.len() < MAX_SPARE {
+                buf.clear();
+                self.spare.push(buf);
+            }
+        }
+    }
+}
+
+impl Wire for Outbox {
+    #[inline]
+    fn push_with(&mut self, to: &TransportContext, build: impl FnOnce(&mut Vec<u8>) -> bool) {
+        let mut buf = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(DATAGRAM_CAPACITY));
+        if !build(&mut buf) {
+            buf.clear();
+            self.spare.push(buf);
+            return;
+        }
+        if !self.batched || to.transport_protocol != TransportProtocol::UDP {
+            self.transport.send(to, &buf);
+            buf.clear();
+            self.spare.push(buf);
+            return;
+        }
+        self.queue.push((to.peer_addr, buf));
+        if self.queue.len() >= MAX_QUEUED {
+            self.flush();
+        }
     }
 }
 
 /// One sendmmsg round for up to [`CHUNK`] datagrams; false if the socket is full.
 #[cfg(target_os = "linux")]
-fn send_chunk(fd: std::os::fd::RawFd, chunk: &[(SocketAddr, BytesMut)]) -> bool {
+fn send_chunk(fd: std::os::fd::RawFd, chunk: &[(SocketAddr, Vec<u8>)]) -> bool {
     let n = chunk.len().min(CHUNK);
     let addrs: [socket2::SockAddr; CHUNK] =
         std::array::from_fn(|i| socket2::SockAddr::from(chunk.get(i).map_or(chunk[0].0, |c| c.0)));
@@ -117,7 +156,6 @@ mod tests {
     use super::*;
     use crate::net::router::Router;
     use crate::peer::Candidates;
-    use rtc::shared::TransportContext;
     use std::time::{Duration, Instant};
 
     fn datagram(to: SocketAddr, i: u32) -> TaggedBytesMut {
@@ -129,7 +167,7 @@ mod tests {
                 ecn: None,
                 transport_protocol: TransportProtocol::UDP,
             },
-            message: BytesMut::from(&i.to_be_bytes()[..]),
+            message: bytes::BytesMut::from(&i.to_be_bytes()[..]),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The media side of a room: driving connections, the forwarding hot path, keyframe relays and
 //! periodic housekeeping.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent, RTCTrackEventInit};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -13,6 +13,7 @@ use rtc::rtp;
 use rtc::sansio::Protocol;
 
 use super::Room;
+use crate::downlink::REPORT_INTERVAL;
 use crate::participant::Participant;
 use crate::rtp::codec::Codec;
 use crate::track::{CACHE_AGE, CachedPacket, KeyframeThrottle, Track, TrackId};
@@ -67,6 +68,12 @@ impl Room {
                 continue;
             }
             peer.flush(&mut ctx.out);
+            if let (Some(inbox), Some(link)) = (&peer.twcc, peer.downlink.as_mut()) {
+                let feedback = inbox.lock().map(|mut f| std::mem::take(&mut *f));
+                for fb in feedback.iter().flatten() {
+                    link.on_feedback(now, fb);
+                }
+            }
             return;
         }
     }
@@ -88,6 +95,16 @@ impl Room {
                     RTCPeerConnectionState::Connected => {
                         if let Some(peer) = p.peer_mut(pc) {
                             peer.connected = true;
+                            if pc == Pc::Subscribe
+                                && let Err(e) = peer.start_downlink(now)
+                            {
+                                // Without our sender the subscriber would get nothing: fail
+                                // loudly so the application resets the member.
+                                tracing::warn!(error = %e, "subscriber media sender not started");
+                                p.emit(Event::Failed { pc });
+                                ctx.removals.push((self.id.clone(), p.id.clone()));
+                                return;
+                            }
                         }
                         p.emit(Event::Connected { pc });
                         if pc == Pc::Subscribe {
@@ -245,18 +262,13 @@ impl Room {
             if **sub_id == *pid {
                 continue;
             }
-            let Some(peer) = sub.subscribe.as_mut() else {
+            let Some(link) = sub.subscribe.as_mut().and_then(|p| p.downlink.as_mut()) else {
                 continue;
             };
-            if !peer.connected {
-                continue;
-            }
             let Some(dt) = sub.downtracks.iter_mut().find(|d| d.track == id) else {
                 continue;
             };
-            if dt.write(&mut peer.pc, &packet, layer, keyframe, now) {
-                peer.flush(&mut ctx.out);
-            }
+            dt.write(link, &mut ctx.out, &packet, layer, keyframe, now);
         }
     }
 
@@ -293,16 +305,15 @@ impl Room {
         let Some(sub) = self.participants.get_mut(sub_id) else {
             return;
         };
-        let (Some(peer), Some(dt)) = (
-            sub.subscribe.as_mut(),
+        let (Some(link), Some(dt)) = (
+            sub.subscribe.as_mut().and_then(|p| p.downlink.as_mut()),
             sub.downtracks.iter_mut().find(|d| d.rtc_track_id == track),
         ) else {
             return;
         };
         for (seq, ts_offset, packet) in &repairs {
-            dt.resend(&mut peer.pc, *seq, *ts_offset, packet, now);
+            dt.resend(link, &mut ctx.out, *seq, *ts_offset, packet, now);
         }
-        peer.flush(&mut ctx.out);
     }
 
     /// A subscriber's PLI/FIR for one of its downtracks, relayed to the publisher (throttled).
@@ -368,7 +379,50 @@ impl Room {
                 );
             }
             peer.flush(&mut ctx.out);
+            if let (Some(inbox), Some(link)) = (&peer.twcc, peer.downlink.as_mut()) {
+                let feedback = inbox.lock().map(|mut f| std::mem::take(&mut *f));
+                for fb in feedback.iter().flatten() {
+                    link.on_feedback(now, fb);
+                }
+            }
             return;
+        }
+    }
+
+    /// Sender reports for every stream a subscriber connection carries, once per
+    /// [`REPORT_INTERVAL`], in one compound packet through the connection's own RTCP path.
+    fn send_reports(&mut self, ctx: &mut Ctx, now: Instant) {
+        let ntp_now = ntp_time(SystemTime::now());
+        for sub in self.participants.values_mut() {
+            let Some(peer) = sub.subscribe.as_mut() else {
+                continue;
+            };
+            let Some(link) = peer.downlink.as_mut() else {
+                continue;
+            };
+            if link
+                .last_report
+                .is_some_and(|t| now.saturating_duration_since(t) < REPORT_INTERVAL)
+            {
+                continue;
+            }
+            link.last_report = Some(now);
+            let reports: Vec<Box<dyn rtc::rtcp::Packet>> = sub
+                .downtracks
+                .iter()
+                .filter_map(|dt| dt.sender_report(now, ntp_now))
+                .map(|sr| Box::new(sr) as Box<dyn rtc::rtcp::Packet>)
+                .collect();
+            let Some(first) = sub.downtracks.first() else {
+                continue;
+            };
+            if reports.is_empty() {
+                continue;
+            }
+            if let Some(mut sender) = peer.pc.rtp_sender(first.sender_id) {
+                let _ = sender.write_rtcp(now, reports);
+            }
+            peer.flush(&mut ctx.out);
         }
     }
 
@@ -413,6 +467,7 @@ impl Room {
         }
         self.ask_keyframes(ctx, now);
         self.policy_tick(ctx, now);
+        self.send_reports(ctx, now);
         if let Some(oldest) = now.checked_sub(CACHE_AGE) {
             for t in self
                 .participants
@@ -433,7 +488,8 @@ impl Room {
     }
 }
 
-/// Learns the payload type the subscriber negotiated for each downtrack's codec.
+/// Learns the payload type the subscriber negotiated for each downtrack's codec, and the
+/// connection's transport-wide-cc extension id.
 pub(super) fn resolve_payload_types(p: &mut Participant) {
     let Some(peer) = p.subscribe.as_mut() else {
         return;
@@ -441,6 +497,29 @@ pub(super) fn resolve_payload_types(p: &mut Participant) {
     for dt in &mut p.downtracks {
         resolve_payload_type(&mut peer.pc, dt);
     }
+    let twcc_ext = p
+        .downtracks
+        .iter()
+        .find_map(|dt| twcc_extension(&mut peer.pc, dt.sender_id));
+    peer.twcc_ext = twcc_ext;
+    if let Some(link) = peer.downlink.as_mut() {
+        link.set_twcc_ext(twcc_ext);
+    }
+}
+
+/// The transport-wide-cc header extension id negotiated for one sender.
+pub(crate) fn twcc_extension(
+    pc: &mut rtc::peer_connection::RTCPeerConnection,
+    sender: rtc::rtp_transceiver::RTCRtpSenderId,
+) -> Option<u8> {
+    let mut sender = pc.rtp_sender(sender)?;
+    sender
+        .get_parameters()
+        .rtp_parameters
+        .header_extensions
+        .iter()
+        .find(|h| h.uri == rtc::sdp::extmap::TRANSPORT_CC_URI)
+        .map(|h| h.id as u8)
 }
 
 /// Learns the payload type negotiated for one downtrack's codec.
@@ -476,4 +555,13 @@ pub(crate) fn resolve_payload_type(
                 })
         })
         .map(|c| c.payload_type);
+}
+
+/// A wall-clock time as a 64-bit NTP timestamp (RFC 5905: seconds since 1900, 32.32 fixed).
+fn ntp_time(t: SystemTime) -> u64 {
+    const UNIX_TO_NTP: u64 = 2_208_988_800;
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() + UNIX_TO_NTP;
+    let frac = ((since.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    secs << 32 | frac
 }

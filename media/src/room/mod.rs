@@ -1,7 +1,7 @@
 //! A room: the participants of one call and the signaling that wires their tracks together.
 
 mod media;
-pub(crate) use media::resolve_payload_type;
+pub(crate) use media::{resolve_payload_type, twcc_extension};
 mod policy;
 
 use std::collections::HashMap;

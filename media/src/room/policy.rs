@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -57,8 +56,8 @@ impl Room {
             let Some(estimate) = sub
                 .subscribe
                 .as_ref()
-                .and_then(|p| p.estimate.as_ref())
-                .map(|e| e.load(Ordering::Relaxed))
+                .and_then(|p| p.downlink.as_ref())
+                .map(|d| d.estimate_bps())
             else {
                 continue;
             };

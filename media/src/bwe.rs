@@ -1,0 +1,216 @@
+//! Send-side bandwidth estimation for one subscriber connection: every packet we send carries a
+//! transport-wide sequence number (TWCC), the subscriber reports when each arrived, and GCC
+//! (`rtc`'s implementation: delay trend plus loss) turns that into a target bitrate.
+//!
+//! The send history is a fixed ring indexed by sequence number rather than maps: one slot write
+//! per packet on the forwarding path, no allocation, no pruning pass.
+
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{BandwidthEstimator, Gcc, PacketReport, convert_twcc};
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
+
+/// Packets remembered (8 bytes each): feedback normally arrives within 100 ms, and at 1,000
+/// packets/s this still covers one second.
+const SLOTS: usize = 1024;
+
+/// One sent packet: sequence number, size (0 = empty or already reported) and departure in
+/// microseconds since the estimator started, wrapping (only ages under ~71 minutes matter).
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    seq: u16,
+    size: u16,
+    at_us: u32,
+}
+
+/// TWCC numbering, send history and GCC for one connection.
+pub struct SendSideBwe {
+    epoch: Instant,
+    next_seq: u16,
+    /// How many sequence numbers were handed out (extends `next_seq` for ordering reports).
+    issued: u64,
+    slots: Vec<Sent>,
+    gcc: Gcc,
+    reports: Vec<PacketReport>,
+}
+
+impl SendSideBwe {
+    /// An estimator starting at GCC's initial bitrate.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            epoch: now,
+            next_seq: 1,
+            issued: 0,
+            slots: vec![Sent::default(); SLOTS],
+            gcc: Gcc::default(),
+            reports: Vec::new(),
+        }
+    }
+
+    /// Records a packet of `size` bytes leaving now; returns its transport-wide sequence number.
+    #[inline]
+    pub fn on_send(&mut self, size: usize, now: Instant) -> u16 {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        self.issued += 1;
+        self.slots[seq as usize % SLOTS] = Sent {
+            seq,
+            size: size.clamp(1, u16::MAX as usize) as u16,
+            at_us: self.micros(now),
+        };
+        seq
+    }
+
+    /// Joins one TWCC feedback with the send history and updates the estimate.
+    pub fn on_feedback(&mut self, now: Instant, feedback: &TransportLayerCc) {
+        let now_us = self.micros(now);
+        let last = self.next_seq.wrapping_sub(1);
+        self.reports.clear();
+        for ack in convert_twcc(feedback) {
+            let slot = &mut self.slots[ack.sequence_number as usize % SLOTS];
+            if slot.size == 0 || slot.seq != ack.sequence_number {
+                continue;
+            }
+            let age = Duration::from_micros(now_us.wrapping_sub(slot.at_us) as u64);
+            let behind = last.wrapping_sub(ack.sequence_number) as u64;
+            self.reports.push(PacketReport {
+                ssrc: 0,
+                id: self.issued.saturating_sub(1 + behind),
+                rtp_sequence_number: 0,
+                is_twcc: true,
+                twcc_sequence_number: ack.sequence_number,
+                size: slot.size as usize,
+                arrived: ack.arrived,
+                departure: now.checked_sub(age).unwrap_or(self.epoch),
+                arrival: ack.arrival,
+                ecn: ack.ecn,
+            });
+            slot.size = 0;
+        }
+        self.reports.sort_by_key(|r| r.id);
+        self.gcc.on_reports(now, &self.reports);
+    }
+
+    /// The target bitrate in bits per second.
+    pub fn target_bps(&self) -> u64 {
+        self.gcc.target_bitrate() as u64
+    }
+
+    fn micros(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_micros() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtcp::transport_feedbacks::transport_layer_cc::{
+        PacketStatusChunk, RecvDelta, RunLengthChunk, StatusChunkTypeTcc, SymbolTypeTcc,
+    };
+
+    /// Feedback for `count` packets from `base`, all received `spacing_us` apart, or all lost.
+    fn feedback(
+        base: u16,
+        count: u16,
+        spacing_us: i64,
+        received: bool,
+        fb: u8,
+    ) -> TransportLayerCc {
+        let symbol = if received {
+            SymbolTypeTcc::PacketReceivedSmallDelta
+        } else {
+            SymbolTypeTcc::PacketNotReceived
+        };
+        TransportLayerCc {
+            sender_ssrc: 1,
+            media_ssrc: 2,
+            base_sequence_number: base,
+            packet_status_count: count,
+            reference_time: 1,
+            fb_pkt_count: fb,
+            packet_chunks: vec![PacketStatusChunk::RunLengthChunk(RunLengthChunk {
+                type_tcc: StatusChunkTypeTcc::RunLengthChunk,
+                packet_status_symbol: symbol,
+                run_length: count,
+            })],
+            recv_deltas: if received {
+                (0..count)
+                    .map(|_| RecvDelta {
+                        type_tcc_packet: SymbolTypeTcc::PacketReceivedSmallDelta,
+                        delta: spacing_us,
+                    })
+                    .collect()
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_are_consecutive_and_wrap() {
+        let now = Instant::now();
+        let mut b = SendSideBwe::new(now);
+        b.next_seq = 65535;
+        assert_eq!(b.on_send(1200, now), 65535);
+        assert_eq!(b.on_send(1200, now), 0);
+        assert_eq!(b.on_send(1200, now), 1);
+    }
+
+    #[test]
+    fn heavy_loss_lowers_the_estimate_and_clean_delivery_raises_it() {
+        let t0 = Instant::now();
+        let mut b = SendSideBwe::new(t0);
+        let start = b.target_bps();
+        let mut now = t0;
+        // Half of every batch lost, for two seconds.
+        for round in 0..20u16 {
+            let base = b.next_seq;
+            for _ in 0..20 {
+                now += Duration::from_millis(5);
+                b.on_send(1200, now);
+            }
+            now += Duration::from_millis(20);
+            b.on_feedback(now, &feedback(base, 10, 5000, true, round as u8));
+            b.on_feedback(
+                now,
+                &feedback(base.wrapping_add(10), 10, 0, false, round as u8),
+            );
+        }
+        let lossy = b.target_bps();
+        assert!(
+            lossy < start,
+            "estimate fell under loss: {start} -> {lossy}"
+        );
+        // Then everything arrives, paced as sent, for ten seconds.
+        for round in 0..200u16 {
+            let base = b.next_seq;
+            for _ in 0..20 {
+                now += Duration::from_millis(2);
+                b.on_send(1200, now);
+            }
+            now += Duration::from_millis(10);
+            b.on_feedback(now, &feedback(base, 20, 2000, true, round as u8));
+        }
+        assert!(
+            b.target_bps() > lossy,
+            "estimate recovered: {lossy} -> {}",
+            b.target_bps()
+        );
+    }
+
+    #[test]
+    fn feedback_for_unknown_or_repeated_packets_is_ignored() {
+        let now = Instant::now();
+        let mut b = SendSideBwe::new(now);
+        let before = b.target_bps();
+        b.on_feedback(now, &feedback(500, 10, 1000, false, 0));
+        assert_eq!(b.reports.len(), 0, "never sent");
+        let base = b.next_seq;
+        b.on_send(1000, now);
+        b.on_feedback(now, &feedback(base, 1, 1000, true, 1));
+        assert_eq!(b.reports.len(), 1);
+        b.on_feedback(now, &feedback(base, 1, 1000, true, 2));
+        assert_eq!(b.reports.len(), 0, "reported once");
+        assert!(b.target_bps() >= before / 2);
+    }
+}
