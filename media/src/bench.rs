@@ -56,7 +56,12 @@ struct Sink {
 }
 
 impl Wire for Sink {
-    fn push_with(&mut self, to: &TransportContext, build: impl FnOnce(&mut Vec<u8>) -> bool) {
+    fn push_with(
+        &mut self,
+        to: &TransportContext,
+        _received: Option<Instant>,
+        build: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) {
         self.buf.clear();
         if build(&mut self.buf) {
             self.bytes += self.buf.len();

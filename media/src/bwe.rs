@@ -32,6 +32,9 @@ pub struct SendSideBwe {
     slots: Vec<Sent>,
     gcc: Gcc,
     reports: Vec<PacketReport>,
+    /// Smoothed round trip: from a packet leaving to the feedback on it arriving, for the
+    /// newest packet of each feedback (the receiver's feedback interval makes it err long).
+    rtt: Option<Duration>,
 }
 
 impl SendSideBwe {
@@ -44,6 +47,7 @@ impl SendSideBwe {
             slots: vec![Sent::default(); SLOTS],
             gcc: Gcc::default(),
             reports: Vec::new(),
+            rtt: None,
         }
     }
 
@@ -89,6 +93,20 @@ impl SendSideBwe {
         }
         self.reports.sort_by_key(|r| r.id);
         self.gcc.on_reports(now, &self.reports);
+        if let Some(sample) = self
+            .reports
+            .iter()
+            .filter(|r| r.arrived)
+            .map(|r| now.saturating_duration_since(r.departure))
+            .min()
+        {
+            self.rtt = Some(self.rtt.map_or(sample, |rtt| (rtt * 7 + sample) / 8));
+        }
+    }
+
+    /// The smoothed round-trip time, once feedback has arrived.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
     }
 
     /// The target bitrate in bits per second.
@@ -196,6 +214,28 @@ mod tests {
             "estimate recovered: {lossy} -> {}",
             b.target_bps()
         );
+    }
+
+    #[test]
+    fn round_trip_follows_the_feedback_delay() {
+        let t0 = Instant::now();
+        let mut b = SendSideBwe::new(t0);
+        assert_eq!(b.rtt(), None);
+        let mut now = t0;
+        for round in 0..40u16 {
+            let base = b.next_seq;
+            for _ in 0..5 {
+                now += Duration::from_millis(10);
+                b.on_send(1000, now);
+            }
+            // The newest packet's feedback comes back 80 ms after it left.
+            b.on_feedback(
+                now + Duration::from_millis(80),
+                &feedback(base, 5, 10_000, true, round as u8),
+            );
+        }
+        let rtt = b.rtt().expect("measured").as_millis();
+        assert!((78..=82).contains(&rtt), "rtt {rtt} ms");
     }
 
     #[test]

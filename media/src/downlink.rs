@@ -75,6 +75,11 @@ impl Downlink {
         self.bwe.target_bps()
     }
 
+    /// The round trip to the subscriber, once feedback has measured it.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.bwe.rtt()
+    }
+
     /// Feeds the subscriber's TWCC feedback to the estimate.
     pub fn on_feedback(&mut self, now: Instant, feedback: &TransportLayerCc) {
         self.bwe.on_feedback(now, feedback);
@@ -91,7 +96,7 @@ impl Downlink {
             ..
         } = self;
         let mut ok = false;
-        out.push_with(route, |buf| {
+        out.push_with(route, Some(now), |buf| {
             let extension = twcc_ext.is_some();
             buf.push(0x80 | (extension as u8) << 4);
             buf.push((p.marker as u8) << 7 | (p.payload_type & 0x7f));

@@ -82,6 +82,7 @@ mod downlink;
 pub mod downtrack;
 pub mod error;
 mod interceptors;
+pub mod latency;
 pub mod layer;
 pub mod net;
 mod participant;

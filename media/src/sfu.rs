@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::SfuConfig;
 use crate::error::{Error, Result};
+use crate::latency::DelayHistogram;
 use crate::net::outbox::Outbox;
 use crate::net::router::Router;
 use crate::net::{tcp, udp};
@@ -31,7 +32,7 @@ pub struct Sfu {
 }
 
 /// What the SFU holds right now; a leak check after participants leave should see zeros.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SfuStats {
     /// Open rooms.
     pub rooms: usize,
@@ -45,6 +46,9 @@ pub struct SfuStats {
     pub address_routes: usize,
     /// Open ICE-TCP connections.
     pub tcp_connections: usize,
+    /// How long forwarded packets spent in the SFU, from the socket reader taking the
+    /// publisher's datagram to the subscriber's being handed to the kernel, since start.
+    pub forward_delay: DelayHistogram,
 }
 
 impl Sfu {
@@ -193,11 +197,13 @@ impl Sfu {
                     rooms,
                     participants,
                     connections,
+                    forward_delay,
                 }) = rx.await
             {
                 s.rooms += rooms;
                 s.participants += participants;
                 s.connections += connections;
+                s.forward_delay.merge(&forward_delay);
             }
         }
         (s.ufrag_routes, s.address_routes, s.tcp_connections) = self.router.counts();

@@ -17,14 +17,31 @@ pub struct TrackId(pub u64);
 /// Most simulcast layers a track carries.
 pub const MAX_LAYERS: usize = 3;
 
-/// Packets of each video layer kept for repairs: about 1.7 s of a 1.5 Mbit/s layer. Shared by
-/// every subscriber of the track, and what it holds is the publisher's payloads, which
-/// forwarding shares rather than copies.
+/// Packets of each video layer kept for repairs at most: about 1.7 s of a 1.5 Mbit/s layer.
+/// Shared by every subscriber of the track, and what it holds is the publisher's payloads,
+/// which forwarding shares rather than copies.
 const CACHE_PACKETS: usize = 256;
-/// Packets older than this are dropped from the caches (at the next housekeeping, so they live
-/// up to half a second longer): a receiver's jitter buffer has given up on them by then, and a
-/// low layer's 256 packets would otherwise hold many seconds of video.
+/// The longest packets stay repairable, used until every subscriber's round trip is known: a
+/// receiver's jitter buffer has given up on older packets.
 pub(crate) const CACHE_AGE: Duration = Duration::from_secs(1);
+/// The shortest: what a nearby subscriber needs with slack for jitter and feedback intervals.
+const MIN_CACHE_AGE: Duration = Duration::from_millis(300);
+
+/// How long published packets stay repairable, given each subscriber's round trip (`None`:
+/// not measured yet). A loss is NACKed about one round trip after the packet left the SFU and
+/// a lost retransmission once more a round trip later, so two round trips of the farthest
+/// subscriber plus 100 ms, within [`MIN_CACHE_AGE`, `CACHE_AGE`]. Packets are what a
+/// participant's memory is mostly made of, so this is kept as short as repairs allow.
+pub(crate) fn cache_horizon(rtts: impl IntoIterator<Item = Option<Duration>>) -> Duration {
+    let mut farthest = Duration::ZERO;
+    for rtt in rtts {
+        match rtt {
+            Some(rtt) => farthest = farthest.max(rtt),
+            None => return CACHE_AGE,
+        }
+    }
+    (farthest * 2 + Duration::from_millis(100)).clamp(MIN_CACHE_AGE, CACHE_AGE)
+}
 
 /// What a repair needs of a publisher's packet; the sequence number is the cache's key.
 #[derive(Debug, Clone)]
@@ -232,6 +249,24 @@ impl KeyframeThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_horizon_follows_the_farthest_subscriber() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            cache_horizon([]),
+            MIN_CACHE_AGE,
+            "no subscriber, nothing to repair"
+        );
+        assert_eq!(cache_horizon([Some(ms(20)), Some(ms(60))]), MIN_CACHE_AGE);
+        assert_eq!(cache_horizon([Some(ms(20)), Some(ms(250))]), ms(600));
+        assert_eq!(cache_horizon([Some(ms(900))]), CACHE_AGE);
+        assert_eq!(
+            cache_horizon([Some(ms(20)), None]),
+            CACHE_AGE,
+            "a subscriber not measured yet may be far"
+        );
+    }
 
     #[test]
     fn throttle_one_per_interval_and_remembers() {

@@ -42,6 +42,8 @@ pub(crate) struct Datagram {
 
 use std::net::SocketAddr;
 
+use crate::latency::DelayHistogram;
+
 /// What the API asks of a worker.
 pub(crate) enum Command {
     Join {
@@ -101,7 +103,7 @@ pub(crate) enum Input {
 }
 
 /// What a worker holds, for tests and metrics.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct WorkerStats {
     /// Open rooms.
     pub rooms: usize,
@@ -109,6 +111,8 @@ pub struct WorkerStats {
     pub participants: usize,
     /// Live peer connections.
     pub connections: usize,
+    /// Time forwarded packets spent in this worker's SFU path.
+    pub forward_delay: DelayHistogram,
 }
 
 /// State shared by the rooms of one worker.
@@ -401,6 +405,7 @@ impl Worker {
                     rooms: self.rooms.len(),
                     participants: self.rooms.values().map(|r| r.participants.len()).sum(),
                     connections: self.ctx.conns.len(),
+                    forward_delay: self.ctx.out.delay().clone(),
                 });
             }
         }

@@ -4,8 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
+use crate::latency::DelayHistogram;
 use crate::peer::Transport;
 
 /// Datagrams queued before a flush is forced, bounding the delay a full turn can add.
@@ -21,16 +24,30 @@ const CHUNK: usize = 64;
 /// Somewhere datagrams built in place can go: the worker's [`Outbox`], or a benchmark's sink.
 pub(crate) trait Wire {
     /// Builds one datagram for `to` in an empty buffer; `build` returns false to abandon it.
-    fn push_with(&mut self, to: &TransportContext, build: impl FnOnce(&mut Vec<u8>) -> bool);
+    /// `received` is when the packet it forwards reached the SFU, for the delay histogram.
+    fn push_with(
+        &mut self,
+        to: &TransportContext,
+        received: Option<Instant>,
+        build: impl FnOnce(&mut Vec<u8>) -> bool,
+    );
+}
+
+/// A datagram waiting for the next `sendmmsg`.
+struct Queued {
+    to: SocketAddr,
+    data: Vec<u8>,
+    received: Option<Instant>,
 }
 
 /// A worker's queue of outgoing datagrams.
 pub(crate) struct Outbox {
     transport: Arc<Transport>,
-    queue: Vec<(SocketAddr, Vec<u8>)>,
+    queue: Vec<Queued>,
     /// Buffers of sent datagrams, reused so the steady state allocates nothing.
     spare: Vec<Vec<u8>>,
     batched: bool,
+    delay: DelayHistogram,
 }
 
 impl Outbox {
@@ -41,6 +58,7 @@ impl Outbox {
             queue: Vec::with_capacity(if batched { MAX_QUEUED } else { 0 }),
             spare: Vec::new(),
             batched,
+            delay: DelayHistogram::default(),
         }
     }
 
@@ -48,7 +66,7 @@ impl Outbox {
     /// connection's writer).
     #[inline]
     pub fn push(&mut self, msg: TaggedBytesMut) {
-        self.push_with(&msg.transport, |buf| {
+        self.push_with(&msg.transport, None, |buf| {
             buf.extend_from_slice(&msg.message);
             true
         });
@@ -59,32 +77,55 @@ impl Outbox {
         if self.queue.is_empty() {
             return;
         }
+        let mut sent = 0;
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
             let fd = self.transport.udp.as_raw_fd();
             for chunk in self.queue.chunks(CHUNK) {
-                if !send_chunk(fd, chunk) {
+                let n = send_chunk(fd, chunk);
+                sent += n;
+                if n < chunk.len() {
                     break;
                 }
             }
         }
         #[cfg(not(target_os = "linux"))]
-        for (to, data) in &self.queue {
-            let _ = self.transport.udp.try_send_to(data, *to);
+        for q in &self.queue {
+            if self.transport.udp.try_send_to(&q.data, q.to).is_err() {
+                break;
+            }
+            sent += 1;
         }
-        for (_, mut buf) in self.queue.drain(..) {
+        let now = Instant::now();
+        for (i, q) in self.queue.drain(..).enumerate() {
+            if i < sent
+                && let Some(at) = q.received
+            {
+                self.delay.record(now.saturating_duration_since(at));
+            }
             if self.spare.len() < MAX_SPARE {
+                let mut buf = q.data;
                 buf.clear();
                 self.spare.push(buf);
             }
         }
     }
+
+    /// How long forwarded packets spent in the SFU, from socket read to `sendmmsg`.
+    pub fn delay(&self) -> &DelayHistogram {
+        &self.delay
+    }
 }
 
 impl Wire for Outbox {
     #[inline]
-    fn push_with(&mut self, to: &TransportContext, build: impl FnOnce(&mut Vec<u8>) -> bool) {
+    fn push_with(
+        &mut self,
+        to: &TransportContext,
+        received: Option<Instant>,
+        build: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) {
         let mut buf = self
             .spare
             .pop()
@@ -96,29 +137,37 @@ impl Wire for Outbox {
         }
         if !self.batched || to.transport_protocol != TransportProtocol::UDP {
             self.transport.send(to, &buf);
+            if let Some(at) = received {
+                self.delay.record(at.elapsed());
+            }
             buf.clear();
             self.spare.push(buf);
             return;
         }
-        self.queue.push((to.peer_addr, buf));
+        self.queue.push(Queued {
+            to: to.peer_addr,
+            data: buf,
+            received,
+        });
         if self.queue.len() >= MAX_QUEUED {
             self.flush();
         }
     }
 }
 
-/// One sendmmsg round for up to [`CHUNK`] datagrams; false if the socket is full.
+/// One sendmmsg round for up to [`CHUNK`] datagrams; how many went (fewer if the socket is full).
 #[cfg(target_os = "linux")]
-fn send_chunk(fd: std::os::fd::RawFd, chunk: &[(SocketAddr, Vec<u8>)]) -> bool {
+fn send_chunk(fd: std::os::fd::RawFd, chunk: &[Queued]) -> usize {
     let n = chunk.len().min(CHUNK);
-    let addrs: [socket2::SockAddr; CHUNK] =
-        std::array::from_fn(|i| socket2::SockAddr::from(chunk.get(i).map_or(chunk[0].0, |c| c.0)));
+    let addrs: [socket2::SockAddr; CHUNK] = std::array::from_fn(|i| {
+        socket2::SockAddr::from(chunk.get(i).map_or(chunk[0].to, |c| c.to))
+    });
     // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is a valid value.
     let mut iovs: [libc::iovec; CHUNK] = unsafe { std::mem::zeroed() };
     let mut hdrs: [libc::mmsghdr; CHUNK] = unsafe { std::mem::zeroed() };
     for i in 0..n {
-        iovs[i].iov_base = chunk[i].1.as_ptr() as *mut libc::c_void;
-        iovs[i].iov_len = chunk[i].1.len();
+        iovs[i].iov_base = chunk[i].data.as_ptr() as *mut libc::c_void;
+        iovs[i].iov_len = chunk[i].data.len();
         hdrs[i].msg_hdr.msg_name = addrs[i].as_ptr() as *mut libc::c_void;
         hdrs[i].msg_hdr.msg_namelen = addrs[i].len();
         hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
@@ -142,13 +191,13 @@ fn send_chunk(fd: std::os::fd::RawFd, chunk: &[(SocketAddr, Vec<u8>)]) -> bool {
         }
         let err = std::io::Error::last_os_error();
         match err.kind() {
-            std::io::ErrorKind::WouldBlock => return false,
+            std::io::ErrorKind::WouldBlock => return sent,
             std::io::ErrorKind::Interrupted => continue,
             // One unroutable destination must not hold back the others.
             _ => sent += 1,
         }
     }
-    true
+    n
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::Room;
 use crate::downlink::REPORT_INTERVAL;
 use crate::participant::Participant;
 use crate::rtp::codec::Codec;
-use crate::track::{CACHE_AGE, CachedPacket, KeyframeThrottle, Track, TrackId};
+use crate::track::{CachedPacket, KeyframeThrottle, Track, TrackId, cache_horizon};
 use crate::worker::Ctx;
 use crate::{Event, Pc};
 
@@ -95,6 +95,8 @@ impl Room {
                     RTCPeerConnectionState::Connected => {
                         if let Some(peer) = p.peer_mut(pc) {
                             peer.connected = true;
+                            // The handshake's last flight may still be queued: it names the route.
+                            peer.flush(&mut ctx.out);
                             if pc == Pc::Subscribe
                                 && let Err(e) = peer.start_downlink(now)
                             {
@@ -468,7 +470,14 @@ impl Room {
         self.ask_keyframes(ctx, now);
         self.policy_tick(ctx, now);
         self.send_reports(ctx, now);
-        if let Some(oldest) = now.checked_sub(CACHE_AGE) {
+        let horizon = cache_horizon(
+            self.participants
+                .values()
+                .filter_map(|p| p.subscribe.as_ref())
+                .filter(|peer| peer.connected)
+                .map(|peer| peer.downlink.as_ref().and_then(|d| d.rtt())),
+        );
+        if let Some(oldest) = now.checked_sub(horizon) {
             for t in self
                 .participants
                 .values_mut()
