@@ -160,8 +160,7 @@ impl Forwarder {
         if let Some(span) = self.spans.last_mut()
             && seq_diff(out.0, span.first_out) > LATE_WINDOW as i16
         {
-            let shift = out.0.wrapping_sub(LATE_WINDOW).wrapping_sub(span.first_out);
-            span.first_out = span.first_out.wrapping_add(shift);
+            span.first_out = out.0.wrapping_sub(LATE_WINDOW);
             let newest = self.spans.len() - 1;
             self.spans.drain(..newest);
         }

@@ -192,6 +192,17 @@ impl Peer {
         }
     }
 
+    /// Feeds the TWCC feedback the chain set aside to the media sender's estimate.
+    pub fn take_feedback(&mut self, now: Instant) {
+        let (Some(inbox), Some(link)) = (&self.twcc, self.downlink.as_mut()) else {
+            return;
+        };
+        let feedback = inbox.lock().map(|mut f| std::mem::take(&mut *f));
+        for fb in feedback.iter().flatten() {
+            link.on_feedback(now, fb);
+        }
+    }
+
     /// Starts sending media ourselves once DTLS-SRTP is up: keys from the capture, the
     /// negotiated TWCC extension id, the route the handshake went over.
     pub fn start_downlink(&mut self, now: Instant) -> Result<()> {

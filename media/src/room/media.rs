@@ -68,12 +68,7 @@ impl Room {
                 continue;
             }
             peer.flush(&mut ctx.out);
-            if let (Some(inbox), Some(link)) = (&peer.twcc, peer.downlink.as_mut()) {
-                let feedback = inbox.lock().map(|mut f| std::mem::take(&mut *f));
-                for fb in feedback.iter().flatten() {
-                    link.on_feedback(now, fb);
-                }
-            }
+            peer.take_feedback(now);
             return;
         }
     }
@@ -381,12 +376,6 @@ impl Room {
                 );
             }
             peer.flush(&mut ctx.out);
-            if let (Some(inbox), Some(link)) = (&peer.twcc, peer.downlink.as_mut()) {
-                let feedback = inbox.lock().map(|mut f| std::mem::take(&mut *f));
-                for fb in feedback.iter().flatten() {
-                    link.on_feedback(now, fb);
-                }
-            }
             return;
         }
     }
