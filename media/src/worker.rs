@@ -168,9 +168,16 @@ impl Worker {
                 input = rx.recv() => {
                     let Some(input) = input else { break };
                     self.handle(input);
+                    // Each input's datagrams (one packet's whole fan-out) leave before the next
+                    // input is handled, so no packet waits for the rest of a burst; the
+                    // housekeeping and timer sweep below wait for the batch.
+                    self.ctx.out.flush();
                     for _ in 0..BATCH {
                         match rx.try_recv() {
-                            Ok(input) => self.handle(input),
+                            Ok(input) => {
+                                self.handle(input);
+                                self.ctx.out.flush();
+                            }
                             Err(_) => break,
                         }
                     }
