@@ -216,6 +216,7 @@ impl Drop for Sfu {
         for t in &self.tasks {
             t.abort();
         }
+        self.router.close_tcp();
     }
 }
 

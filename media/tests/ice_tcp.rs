@@ -96,3 +96,56 @@ async fn public_ips_are_advertised_in_host_candidates() {
     );
     assert!(answer.contains("a=ice-lite"));
 }
+
+/// A client that leaves but keeps its TCP socket open (a stuck tab, a client that never
+/// closes) must not keep a task, a descriptor and a write queue in the SFU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_closes_the_tcp_connection_the_client_keeps_open() {
+    let sfu = start_sfu(true).await;
+    let (log_tx, _log_rx) = mpsc::unbounded_channel();
+    let (sh, sev) = sfu.join("room", "tcp-sub").await.expect("join");
+    let sub = Arc::new(Client::new(true).await);
+    auto_answer(sh.clone(), sub.clone(), sev, log_tx);
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let publisher = Publisher::connect(&ph, false).await;
+    // Tracks open on their first packet, then the subscriber is offered them and connects.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sub.seen().get("pub:video").is_none_or(|v| v.is_empty()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no media over TCP in 10 s"
+        );
+        publisher.send(10, 30, Duration::from_millis(10)).await;
+    }
+    // The client may open one TCP connection per candidate pair it checks.
+    assert!(sfu.stats().await.tcp_connections >= 1);
+
+    sh.leave().await.expect("leave");
+    // `sub` still holds its peer connection, and with it the TCP sockets. The one that carried
+    // the connection closes at once; any other never carried a routable request and closes when
+    // the SFU's first-packet timeout (10 s) runs out. Before the fix the first stayed forever.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let stats = sfu.stats().await;
+        if stats.tcp_connections == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "TCP connection kept after leave: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ph.leave().await.expect("leave");
+    let stats = sfu.stats().await;
+    assert_eq!(
+        (
+            stats.ufrag_routes,
+            stats.address_routes,
+            stats.tcp_connections
+        ),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    drop(sub);
+}

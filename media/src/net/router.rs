@@ -62,10 +62,23 @@ impl Router {
         self.by_addr.get(&key).map(|r| *r)
     }
 
-    /// Removes every route to a connection.
+    /// Removes every route to a connection, and closes the ICE-TCP connections it used: a
+    /// client that keeps its socket open after leaving must not keep a task and a descriptor.
     pub fn remove_conn(&self, conn: ConnId) {
         self.by_ufrag.retain(|_, r| r.conn != conn);
-        self.by_addr.retain(|_, r| r.conn != conn);
+        self.by_addr.retain(|(addr, proto), r| {
+            let keep = r.conn != conn;
+            if !keep && *proto == TransportProtocol::TCP {
+                // Dropping the writer ends the connection's tasks (`tcp::serve`).
+                self.tcp_writers.remove(addr);
+            }
+            keep
+        });
+    }
+
+    /// Closes every ICE-TCP connection (the SFU is stopping).
+    pub fn close_tcp(&self) {
+        self.tcp_writers.clear();
     }
 
     /// Registers the writer of an accepted ICE-TCP connection.

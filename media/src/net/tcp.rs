@@ -44,7 +44,7 @@ async fn serve(stream: TcpStream, router: Arc<Router>, workers: Arc<[mpsc::Sende
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     router.add_tcp_writer(peer, tx);
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(packet) = rx.recv().await {
             if wr.write_all(&frame_packet(&packet)).await.is_err() {
                 break;
@@ -57,14 +57,18 @@ async fn serve(stream: TcpStream, router: Arc<Router>, workers: Arc<[mpsc::Sende
     let mut routed = false;
     let started = Instant::now();
     loop {
-        let read = if routed {
-            rd.read(&mut buf).await
+        let left = if routed {
+            Duration::MAX
         } else {
-            let left = FIRST_PACKET_TIMEOUT.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, rd.read(&mut buf)).await {
+            FIRST_PACKET_TIMEOUT.saturating_sub(started.elapsed())
+        };
+        // The writer ends when the router drops it: the connection it carried is gone.
+        let read = tokio::select! {
+            r = tokio::time::timeout(left, rd.read(&mut buf)) => match r {
                 Ok(r) => r,
                 Err(_) => break,
-            }
+            },
+            _ = &mut writer => break,
         };
         let n = match read {
             Ok(0) | Err(_) => break,
