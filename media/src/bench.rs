@@ -257,8 +257,9 @@ fn datagram(from: SocketAddr, to: SocketAddr, message: BytesMut) -> TaggedBytesM
     }
 }
 
-/// A plain client peer connection with one host candidate.
-fn client_pc(addr: SocketAddr, now: Instant) -> Result<RTCPeerConnection> {
+/// A plain client peer connection with one host candidate at `addr` (default codecs and
+/// interceptors), as the benches' and load harness's clients use.
+pub fn client_pc(addr: SocketAddr, now: Instant) -> Result<RTCPeerConnection> {
     let mut me = MediaEngine::default();
     me.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut me)?;
