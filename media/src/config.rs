@@ -12,6 +12,10 @@ pub struct Limits {
     pub max_tracks: usize,
     /// Ceiling on one subscriber's video bitrate, in bits per second, used by layer selection.
     pub max_subscriber_bitrate: u64,
+    /// Ceiling on what one room forwards to all its subscribers together, in bits per second:
+    /// each subscriber that receives video gets an equal share. It acts through simulcast
+    /// layers (a track sent in one layer only keeps flowing), as the per-subscriber one does.
+    pub max_room_bitrate: u64,
 }
 
 impl Default for Limits {
@@ -20,6 +24,7 @@ impl Default for Limits {
             max_participants: 50,
             max_tracks: 150,
             max_subscriber_bitrate: 4_000_000,
+            max_room_bitrate: 50_000_000,
         }
     }
 }

@@ -30,8 +30,9 @@
 //! 6. **Simulcast**: publish with up to three RIDs (`q`/`h`/`f`, `0`/`1`/`2` or
 //!    `low`/`mid`/`high` rank low to high; other names rank in order of arrival). Each subscriber gets one layer, chosen every 250 ms from its
 //!    send-side bandwidth estimate (GCC over TWCC) split across its video tracks, capped by
-//!    `handle.set_max_layer(n)` (the size it displays video at) and by
-//!    [`Limits::max_subscriber_bitrate`]; switches happen at a keyframe of the new layer (one
+//!    `handle.set_max_layer(n)` (the size it displays video at), by
+//!    [`Limits::max_subscriber_bitrate`] and by its equal share of [`Limits::max_room_bitrate`];
+//!    switches happen at a keyframe of the new layer (one
 //!    is requested) with continuous sequence numbers and timestamps. Publishers receive
 //!    [`Event::LayersNeeded`] so the client can pause layers nobody receives.
 //! 7. [`Event::ActiveSpeaker`] goes to everyone when the loudest participant (from the RFC 6464

@@ -209,3 +209,41 @@ async fn bandwidth_limited_subscriber_gets_low_layer_then_moves_up() {
     assert!(all[first_up].keyframe, "moved up at a keyframe");
     let _ = &publisher.client;
 }
+
+/// A room's bitrate budget is shared by its subscribers: alone, one gets the top layer; when
+/// a second joins, each share fits only the middle one, and the first moves down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_bitrate_limit_is_shared_by_its_subscribers() {
+    let mut cfg = mescon_media::SfuConfig::new("127.0.0.1:0".parse().expect("addr"));
+    cfg.workers = 2;
+    // Layers of SIZES at 100 frames/s: ~20, ~80 and >= 200 kbit/s. Alone: 360 kbit/s, room
+    // for the top layer; shared by two: 180 kbit/s each, room for the middle one only.
+    cfg.limits.max_room_bitrate = 360_000;
+    let sfu = mescon_media::Sfu::start(cfg).await.expect("start");
+    let (_h1, first) = join_subscriber(&sfu, "room", "first").await;
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let mut publisher = SimulcastPublisher::connect(&ph).await;
+    let latest = |c: &Client| {
+        in_order(&c.seen().get("pub:cam").cloned().unwrap_or_default())
+            .last()
+            .map(|p| p.head[2])
+    };
+    let mut rounds = 0;
+    while latest(&first) != Some(2) {
+        rounds += 1;
+        assert!(rounds <= 40, "alone, the top layer: {:?}", latest(&first));
+        publisher.send_frames(25).await;
+    }
+
+    let (_h2, second) = join_subscriber(&sfu, "room", "second").await;
+    publisher.send_frames(300).await;
+    for (name, sub) in [("first", &first), ("second", &second)] {
+        let seen = in_order(&sub.seen().get("pub:cam").cloned().unwrap_or_default());
+        let tail = layers_of(&seen[seen.len().saturating_sub(50)..]);
+        assert!(
+            tail.len() == 50 && tail.iter().all(|l| *l == 1),
+            "{name}: the middle layer within its share: {tail:?}"
+        );
+        assert_continuous(name, &seen);
+    }
+}

@@ -9,6 +9,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
 use super::Room;
 use crate::Event;
+use crate::config::Limits;
 use crate::layer::select_layer;
 use crate::track::{MAX_LAYERS, TrackId};
 use crate::worker::Ctx;
@@ -30,14 +31,14 @@ impl Room {
             return;
         }
         self.last_policy = Some(now);
-        self.select_layers(ctx.limits.max_subscriber_bitrate, now);
+        self.select_layers(&ctx.limits, now);
         self.tell_needed_layers();
         self.elect_speaker();
     }
 
-    /// Sets every subscriber's target layer from its estimate, its requested size and the
-    /// publishers' measured layer bitrates.
-    fn select_layers(&mut self, cap_bps: u64, now: Instant) {
+    /// Sets every subscriber's target layer from its estimate, its requested size, its share
+    /// of the room's budget and the publishers' measured layer bitrates.
+    fn select_layers(&mut self, limits: &Limits, now: Instant) {
         let rates: HashMap<TrackId, Vec<(usize, u64)>> = self
             .participants
             .values()
@@ -52,6 +53,15 @@ impl Room {
             .values()
             .flat_map(|p| p.tracks.iter().map(|t| (t.id, t.kind)))
             .collect();
+        let receiving_video = self
+            .participants
+            .values()
+            .filter(|p| p.downtracks.iter().any(|d| rates.contains_key(&d.track)))
+            .count()
+            .max(1) as u64;
+        let cap_bps = limits
+            .max_subscriber_bitrate
+            .min(limits.max_room_bitrate / receiving_video);
         for sub in self.participants.values_mut() {
             let Some(estimate) = sub
                 .subscribe
