@@ -449,6 +449,23 @@ async fn two_users_call_and_exchange_media_through_the_sfu() {
         peers::assert_continuous("video", video);
     }
 
+    // The size A shows B's video at: a layer 0-2 for the subscribe connection, nothing else.
+    sa.send(json!({"type": "sfu.signal", "call_id": id, "pc": "subscribe", "max_layer": 0}))
+        .await;
+    for bad in [
+        json!({"type": "sfu.signal", "call_id": id, "pc": "subscribe", "max_layer": 3}),
+        json!({"type": "sfu.signal", "call_id": id, "pc": "publish", "max_layer": 1}),
+        json!({"type": "sfu.signal", "call_id": id, "pc": "subscribe", "max_layer": "big"}),
+    ] {
+        sa.send(bad.clone()).await;
+        let e = sa.next_frame("error").await;
+        assert_eq!(
+            (e["code"].as_str(), e["ref"].as_str()),
+            (Some("invalid_input"), Some("sfu.signal")),
+            "{bad} -> {e}"
+        );
+    }
+
     sa.send(json!({"type": "call.hangup", "call_id": id})).await;
     assert_eq!(sb.next_frame("call.ended").await["reason"], "hangup");
     // The room is gone with the call.

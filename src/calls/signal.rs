@@ -10,6 +10,8 @@
 //! "pc":"subscribe","restart":true}` (client asks for a fresh subscribe offer with new ICE
 //! credentials), and server → client `{"type":"sfu.signal","call_id","active_speaker"}` and
 //! `{"type":"sfu.signal","call_id","pc":"publish","layers_needed":{"track","layers"}}`, and
+//! `{"type":"sfu.signal","call_id","pc":"subscribe","max_layer":0|1|2}` (client → server: the
+//! largest simulcast layer worth sending it, from the size it shows the other member's video at),
 //! `{"type":"sfu.signal","call_id","reset":true}` when the SFU dropped the member's media
 //! session (ICE or DTLS failed): the client closes both peer connections, makes new ones and
 //! sends their publish offer with `"reset":true`, which joins it afresh. Until then every other
@@ -145,8 +147,18 @@ async fn try_signal(
             .await
             .map_err(media_error);
     }
+    if let Some(layer) = payload.get("max_layer") {
+        let layer = layer
+            .as_u64()
+            .filter(|l| *l <= 2 && pc == Pc::Subscribe)
+            .ok_or_else(|| ApiError::invalid("max_layer is 0, 1 or 2, on pc subscribe"))?;
+        return participant(&app.calls, call_id, user)?
+            .set_max_layer(layer as usize)
+            .await
+            .map_err(media_error);
+    }
     Err(ApiError::invalid(
-        "sfu.signal needs sdp, candidate, or restart",
+        "sfu.signal needs sdp, candidate, restart or max_layer",
     ))
 }
 

@@ -7,6 +7,8 @@
 //   {"type":"sfu.signal","call_id","pc":"publish"|"subscribe","sdp":{"type":"offer"|"answer","sdp"}}
 //   {"type":"sfu.signal","call_id","pc":"publish"|"subscribe","candidate":{candidate,sdpMid,sdpMLineIndex,usernameFragment}|null}
 //   {"type":"sfu.signal","call_id","pc":"subscribe","restart":true}   (client asks for a fresh subscribe offer)
+//   {"type":"sfu.signal","call_id","pc":"subscribe","max_layer":0|1|2} (the size we show the peer's video at)
+//   {"type":"sfu.signal","call_id","pc":"publish","layers_needed":{"track","layers"}} (server: pause the rest)
 // On ICE failure or a WebSocket reconnect the client restarts ICE on publish (offer with iceRestart)
 // and asks for a new subscribe offer. When the SFU gives up on this member's media it sends
 //   {"type":"sfu.signal","call_id","reset":true}
@@ -26,6 +28,9 @@ const SIMULCAST = [
   { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
   { rid: 'f', maxBitrate: 1_500_000 },
 ];
+
+// Simulcast layers as the SFU numbers them in layers_needed and max_layer.
+const RID_LAYER = { q: 0, h: 1, f: 2 };
 
 class Ringer {
   // Tones are synthesised with WebAudio: no audio file to fetch, and the CSP allows it.
@@ -331,6 +336,10 @@ class CallManager extends EventTarget {
       if (!c.fresh) await this.resetMedia(c);
       return;
     }
+    if (f.layers_needed) {
+      await this.applyLayers(c, f.layers_needed);
+      return;
+    }
     if (!pc) return;
     if (f.sdp) {
       if (f.pc === 'subscribe' && f.sdp.type === 'offer') {
@@ -341,6 +350,9 @@ class CallManager extends EventTarget {
       } else if (f.pc === 'publish' && f.sdp.type === 'answer') {
         c.fresh = false;
         if (pc.signalingState === 'have-local-offer') await pc.setRemoteDescription(f.sdp);
+        // We are in the SFU's room now (again, after a reset): tell it the size we show.
+        c.joined = true;
+        this.sendViewLayer(c);
       }
       // Candidates that raced ahead of the description can be applied now.
       const queued = c.pendingCandidates[f.pc] || [];
@@ -350,6 +362,42 @@ class CallManager extends EventTarget {
       if (!pc.remoteDescription) c.pendingCandidates[f.pc].push(f.candidate);
       else await addCandidate(pc, f.candidate);
     }
+  }
+
+  // Layers nobody receives stop being encoded and sent (uplink and camera CPU); the SFU asks
+  // for them again as soon as a receiver needs them.
+  async applyLayers(c, { track, layers }) {
+    const sender = c.pub?.getSenders().find((s) => s.track && s.track.id === track);
+    const params = sender?.getParameters();
+    if (!params?.encodings?.length || !Array.isArray(layers)) return;
+    let changed = false;
+    for (const e of params.encodings) {
+      const want = layers[RID_LAYER[e.rid]];
+      if (typeof want !== 'boolean' || e.active === want) continue;
+      e.active = want;
+      changed = true;
+    }
+    if (changed) await sender.setParameters(params);
+  }
+
+  /** The peer's video is shown `px` device pixels wide: no larger layer than that is worth receiving. */
+  setViewWidth(px) {
+    const c = this.call;
+    if (!c) return;
+    c.viewLayer = px > 640 ? 2 : px > 320 ? 1 : 0;
+    this.sendViewLayer(c);
+  }
+
+  sendViewLayer(c) {
+    if (!c.joined || c.viewLayer === undefined || c.viewLayer === c.sentLayer) return;
+    c.sentLayer = c.viewLayer;
+    this.send({ type: 'sfu.signal', call_id: c.id, pc: 'subscribe', max_layer: c.viewLayer });
+  }
+
+  /** The publish video sender's simulcast encodings, as [{rid, active}] (test hook). */
+  sendEncodings() {
+    const sender = this.call?.pub?.getSenders().find((s) => s.track?.kind === 'video');
+    return (sender?.getParameters().encodings || []).map((e) => ({ rid: e.rid, active: e.active }));
   }
 
   onPcState(c, name, pc) {
@@ -388,6 +436,8 @@ class CallManager extends EventTarget {
     clearTimeout(c.graceTimer);
     c.pub = c.sub = null;
     c.fresh = true;
+    c.joined = false;
+    c.sentLayer = undefined;
     c.pendingCandidates = { publish: [], subscribe: [] };
     c.mediaReady = this.createPeerConnections(c);
     await c.mediaReady;
@@ -481,5 +531,6 @@ export const calls = new CallManager();
 // Test and diagnostics hook (API.md "UI test hooks").
 window.mesconCall = {
   getStats: () => calls.getStats(),
+  sendEncodings: () => calls.sendEncodings(),
   get state() { return calls.call?.state || null; },
 };

@@ -113,6 +113,10 @@ class CallUi {
 
     const remoteVideo = h('video', { 'data-testid': 'remote-video', autoplay: true, playsinline: true, class: 'absolute inset-0 w-full h-full object-cover bg-[#0b141a]' });
     remoteVideo.srcObject = c.remote;
+    // The size the peer's video is shown at decides the largest layer worth receiving.
+    this.viewObserver?.disconnect();
+    this.viewObserver = new ResizeObserver(([e]) => calls.setViewWidth(e.contentRect.width * devicePixelRatio));
+    this.viewObserver.observe(remoteVideo);
     const localVideo = h('video', { 'data-testid': 'local-video', autoplay: true, playsinline: true, muted: true, class: LOCAL_PIP });
     localVideo.muted = true; // never play our own microphone back
     const bigStatus = h('div', { class: 'text-white/80 text-sm' });
@@ -368,6 +372,8 @@ class CallUi {
 
   closeWindow() {
     clearInterval(this.tick);
+    this.viewObserver?.disconnect();
+    this.viewObserver = null;
     if (this.docClick) document.removeEventListener('click', this.docClick);
     if (this.docKey) document.removeEventListener('keydown', this.docKey);
     if (this.win) {

@@ -36,6 +36,12 @@ async function framesDecoded(page) {
   return stats.filter((s) => s.type === 'inbound-rtp' && s.kind === 'video').reduce((n, s) => n + (s.framesDecoded || 0), 0);
 }
 
+/** The simulcast layers (RIDs) the page's browser is encoding and sending, e.g. 'q,h,f'. */
+async function sendingRids(page) {
+  const encodings = await page.evaluate(() => window.mesconCall.sendEncodings());
+  return encodings.filter((e) => e.active !== false).map((e) => e.rid).join(',');
+}
+
 async function geometry(page) {
   return page.locator(tid('call-window')).evaluate((el) => ({ ...el.dataset, rect: el.getBoundingClientRect().toJSON() }));
 }
@@ -106,6 +112,9 @@ test('video call: both sides decode, chat during the call, window controls, hang
   await bob.locator(tid('composer-input')).press('Enter');
   await alice.locator(tid('message')).filter({ hasText: 'loud and clear' }).waitFor();
   assert.ok((await framesDecoded(alice)) > 0, 'video keeps playing while minimized');
+  // Alice shows Bob's video as a bubble: the SFU tells Bob's browser to stop encoding and
+  // sending the layers nobody receives (max_layer from the view size -> layers_needed).
+  await eventually(async () => (await sendingRids(bob)) === 'q', { timeout: 15_000, interval: 250, message: "Bob's upper simulcast layers paused while Alice's window is a bubble" });
   await alice.locator(tid('call-maximize')).click();
   assert.equal((await geometry(alice)).mode, 'normal');
   await alice.locator(tid('call-maximize')).click();
@@ -113,6 +122,7 @@ test('video call: both sides decode, chat during the call, window controls, hang
   assert.equal(gm.mode, 'maximized');
   assert.equal(Number(gm.w), DESKTOP.width);
   await shot(alice, 'desktop-call-maximized');
+  await eventually(async () => (await sendingRids(bob)).includes('h'), { timeout: 15_000, interval: 250, message: "Bob's layers resume when Alice's window grows" });
 
   // Hang up: both windows close; the call is in both histories.
   await alice.locator(tid('call-hangup')).click();
