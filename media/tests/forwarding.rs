@@ -70,6 +70,19 @@ async fn one_publisher_three_subscribers_get_audio_and_video() {
     let stats = sfu.stats().await;
     assert_eq!(stats.connections, 4);
     assert!(stats.address_routes >= 4, "{stats:?}");
+    let sfu_port = sfu.udp_addr().port();
+    for pc in subs
+        .iter()
+        .map(|(_, c)| &c.pc)
+        .chain([&publisher.client.pc])
+    {
+        let remote = selected_remote(pc).await;
+        assert_eq!(
+            remote.as_ref().map(|r| r.1),
+            Some(sfu_port),
+            "selected pair {remote:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

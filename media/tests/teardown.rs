@@ -54,15 +54,19 @@ async fn two_hundred_join_leave_cycles_leave_nothing_behind() {
     template.pc.close().await.expect("close");
     drop(template);
 
-    // Warm up once with real peers so lazily created runtime resources are in the baseline.
-    connected_cycle(&sfu, 0).await;
+    // Warm up once with real peers (over UDP and over ICE-TCP) so lazily created runtime
+    // resources are in the baseline.
+    connected_cycle(&sfu, 0, false).await;
+    connected_cycle(&sfu, 1, true).await;
     settle(&sfu).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (fds0, tasks0) = (open_fds(), alive_tasks());
 
+    // Every tenth cycle really connects and exchanges media, every other one of those with a
+    // subscriber on ICE-TCP (a task pair and a descriptor per TCP connection in the SFU).
     for i in 0..200 {
-        if i % 25 == 0 {
-            connected_cycle(&sfu, i).await;
+        if i % 10 == 0 {
+            connected_cycle(&sfu, i, i % 20 == 0).await;
         } else {
             let (h, _ev) = sfu.join("churn", &format!("p{i}")).await.expect("join");
             h.publish_offer(offer.clone()).await.expect("answer");
@@ -87,12 +91,13 @@ async fn two_hundred_join_leave_cycles_leave_nothing_behind() {
     assert!(tasks1 <= tasks0, "tasks: {tasks0} before, {tasks1} after");
 }
 
-/// A publisher and a subscriber that really connect and exchange media, then both leave.
-async fn connected_cycle(sfu: &Sfu, i: usize) {
+/// A publisher and a subscriber (over ICE-TCP if `tcp`) that really connect and exchange
+/// media, then both leave.
+async fn connected_cycle(sfu: &Sfu, i: usize, tcp: bool) {
     let room = format!("live{i}");
     let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
     let (sh, sev) = sfu.join(&room, "sub").await.expect("join");
-    let sub = Arc::new(Client::new(false).await);
+    let sub = Arc::new(Client::new(tcp).await);
     auto_answer(sh.clone(), sub.clone(), sev, log_tx);
     let (ph, _pev) = sfu.join(&room, "pub").await.expect("join");
     let publisher = Publisher::connect(&ph, false).await;

@@ -491,6 +491,27 @@ pub async fn join_subscriber(sfu: &Sfu, room: &str, id: &str) -> (ParticipantHan
     (handle, client)
 }
 
+/// The SFU address a client connection really talks to: the remote end of its selected ICE
+/// candidate pair (through its first receiver's, else its first sender's, transport).
+pub async fn selected_remote(pc: &Arc<dyn PeerConnection>) -> Option<(String, u16)> {
+    let mut transport = None;
+    if let Some(r) = pc.get_receivers().await.first() {
+        transport = r.transport().await.ok().flatten();
+    }
+    if transport.is_none()
+        && let Some(s) = pc.get_senders().await.first()
+    {
+        transport = s.transport().await.ok().flatten();
+    }
+    let pair = transport?
+        .ice_transport()
+        .get_selected_candidate_pair()
+        .await
+        .ok()
+        .flatten()?;
+    Some((pair.remote().address.clone(), pair.remote().port))
+}
+
 /// An SFU on loopback with an ephemeral UDP (and optionally ICE-TCP) port.
 pub async fn start_sfu(ice_tcp: bool) -> Sfu {
     let mut cfg = SfuConfig::new("127.0.0.1:0".parse().expect("addr"));
