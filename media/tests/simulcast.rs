@@ -247,3 +247,44 @@ async fn the_room_bitrate_limit_is_shared_by_its_subscribers() {
         assert_continuous(name, &seen);
     }
 }
+
+/// A layer switch asks the publisher for a keyframe of the new layer (PLI) instead of waiting
+/// for the encoder's next one; nothing is asked while the layer stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_switch_requests_a_keyframe() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sfu = start_sfu(false).await;
+    let sfu_addr = sfu.udp_addr();
+    // Counts the PLIs (PSFB, FMT 1) the SFU sends the publisher.
+    let proxy = Proxy::spawn(sfu_addr, |d| {
+        if d.len() >= 12 && d[1] == 206 && d[0] & 0x1f == 1 {
+            Verdict::Count
+        } else {
+            Verdict::Pass
+        }
+    })
+    .await;
+    let (sh, sub) = join_subscriber(&sfu, "room", "sub").await;
+    sh.set_max_layer(0).await.expect("small view");
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let mut publisher = SimulcastPublisher::connect_through(&ph, &proxy, sfu_addr).await;
+    publisher.send_frames(150).await;
+    assert!(
+        sub.seen().get("pub:cam").is_some_and(|v| v.len() >= 50),
+        "the low layer flows"
+    );
+    let settled = proxy.counted.load(Relaxed);
+    publisher.send_frames(100).await;
+    assert_eq!(
+        proxy.counted.load(Relaxed),
+        settled,
+        "no keyframe requests while the layer stays"
+    );
+
+    sh.set_max_layer(2).await.expect("large view");
+    publisher.send_frames(40).await;
+    assert!(
+        proxy.counted.load(Relaxed) > settled,
+        "the switch to the top layer asked the publisher for a keyframe"
+    );
+}

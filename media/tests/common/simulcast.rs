@@ -48,9 +48,24 @@ impl SimulcastPublisher {
     }
 
     /// Connects `client` as a simulcast publisher.
-    pub async fn connect_with(
+    pub async fn connect_with(handle: &mescon_media::ParticipantHandle, client: Client) -> Self {
+        Self::negotiate(handle, client, |answer| answer).await
+    }
+
+    /// Connects a plain client as a simulcast publisher whose media goes through `proxy`.
+    pub async fn connect_through(
+        handle: &mescon_media::ParticipantHandle,
+        proxy: &super::proxy::Proxy,
+        sfu: std::net::SocketAddr,
+    ) -> Self {
+        let client = Client::new(false).await;
+        Self::negotiate(handle, client, |answer| proxy.rewrite(&answer, sfu)).await
+    }
+
+    async fn negotiate(
         handle: &mescon_media::ParticipantHandle,
         mut client: Client,
+        rewrite: impl FnOnce(String) -> String,
     ) -> Self {
         let codings = (0..3)
             .map(|i| RTCRtpEncodingParameters {
@@ -84,7 +99,7 @@ impl SimulcastPublisher {
             offer.contains("a=simulcast:send"),
             "offer is simulcast:\n{offer}"
         );
-        let answer = handle.publish_offer(offer.clone()).await.expect("answer");
+        let answer = rewrite(handle.publish_offer(offer.clone()).await.expect("answer"));
         client.apply_answer(answer.clone()).await;
         client.wait_connected(Duration::from_secs(10)).await;
         Self {
