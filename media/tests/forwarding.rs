@@ -117,3 +117,74 @@ async fn a_late_joiner_receives_tracks_that_were_already_flowing() {
     assert!(video[0].keyframe, "video starts at a keyframe");
     assert_continuous("video", video);
 }
+
+/// A publisher that stops sending a track (removes it and offers again) has it taken away from
+/// subscribers with a new offer, while its other track flows on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_track_is_renegotiated_away_and_the_rest_flows_on() {
+    let sfu = start_sfu(false).await;
+    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    let (log_tx, mut log_rx) = mpsc::unbounded_channel();
+    auto_answer(sh, sub.clone(), sev, log_tx);
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let publisher = Publisher::connect(&ph, false).await;
+    publisher.send(60, 20, Duration::from_millis(10)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sub.seen().contains_key("pub:video") && sub.seen().contains_key("pub:audio"));
+    while log_rx.try_recv().is_ok() {}
+
+    let mut video = None;
+    for s in publisher.client.pc.get_senders().await {
+        if s.track().track().await.kind() == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
+            video = Some(s);
+        }
+    }
+    let video = video.expect("video sender");
+    publisher
+        .client
+        .pc
+        .remove_track(&video)
+        .await
+        .expect("remove");
+    let answer = ph
+        .publish_offer(publisher.client.offer().await)
+        .await
+        .expect("answer without video");
+    publisher.client.apply_answer(answer).await;
+    let videos_before = sub.seen().get("pub:video").map_or(0, Vec::len);
+    let audio_before = sub.seen().get("pub:audio").map_or(0, Vec::len);
+    publisher.send(60, 20, Duration::from_millis(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut offer = None;
+    while let Ok(e) = log_rx.try_recv() {
+        if let Event::SubscribeOffer { sdp } = e {
+            offer = Some(sdp);
+        }
+    }
+    let offer = offer.expect("a new subscribe offer after the removal");
+    let video_section = offer
+        .split("\r\nm=")
+        .find(|m| m.starts_with("video"))
+        .expect("the video m-line stays (m-lines are never removed)");
+    // The SFU no longer sends on it (recvonly, inactive or stopped): the browser ends the track.
+    let stopped = video_section.starts_with("video 0 ");
+    let sending = ["a=sendonly", "a=sendrecv", "a=msid:"]
+        .iter()
+        .any(|a| video_section.contains(a));
+    assert!(
+        stopped || !sending,
+        "the video section no longer sends:\n{video_section}"
+    );
+    let seen = sub.seen();
+    assert_eq!(
+        seen.get("pub:video").map_or(0, Vec::len),
+        videos_before,
+        "no video after the removal"
+    );
+    assert!(
+        seen.get("pub:audio").map_or(0, Vec::len) >= audio_before + 50,
+        "audio flows on"
+    );
+}

@@ -190,7 +190,13 @@ impl Room {
         }
     }
 
-    fn on_track_close(&mut self, ctx: &mut Ctx, pid: &str, rtc_track_id: &str, now: Instant) {
+    pub(super) fn on_track_close(
+        &mut self,
+        ctx: &mut Ctx,
+        pid: &str,
+        rtc_track_id: &str,
+        now: Instant,
+    ) {
         let Some(p) = self.participants.get_mut(pid) else {
             return;
         };

@@ -3,6 +3,7 @@
 mod media;
 pub(crate) use media::{resolve_payload_type, twcc_extension};
 mod policy;
+mod sdp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,19 +118,33 @@ impl Room {
         let Some(peer) = p.publish.as_mut() else {
             return Err(Error::UnknownParticipant);
         };
+        let sent: Vec<String> = sdp::sent_track_ids(&sdp)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         peer.pc
             .set_remote_description(now, RTCSessionDescription::offer(sdp)?)?;
         let answer = peer.pc.create_answer(None)?;
         peer.pc.set_local_description(now, answer)?;
         peer.negotiated_at.get_or_insert(now);
         ctx.refresh_ufrag(peer);
-        let sdp = peer
+        let answer = peer
             .pc
             .local_description()
             .map(|d| d.sdp)
             .ok_or(Error::Signaling("no local description"))?;
+        // Tracks this offer no longer sends are gone: subscribers get an offer without them.
+        let gone: Vec<String> = p
+            .tracks
+            .iter()
+            .filter(|t| !sent.contains(&t.rtc_track_id))
+            .map(|t| t.rtc_track_id.clone())
+            .collect();
+        for track in gone {
+            self.on_track_close(ctx, pid, &track, now);
+        }
         self.drive(ctx, pid, Pc::Publish, now);
-        Ok(sdp)
+        Ok(answer)
     }
 
     /// Applies the client's answer to our last subscribe offer.
