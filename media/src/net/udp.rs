@@ -23,9 +23,24 @@ const MAX_DATAGRAM: usize = 2048;
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    // Best effort: the kernel caps these at net.core.{r,w}mem_max.
+    // The kernel silently caps these at net.core.{r,w}mem_max, and small buffers drop bursts
+    // (a keyframe to many subscribers) long before the CPU is busy: say so once, at start.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    for (dir, sysctl, got) in [
+        ("receive", "net.core.rmem_max", socket.recv_buffer_size()),
+        ("send", "net.core.wmem_max", socket.send_buffer_size()),
+    ] {
+        // Linux reports twice what it grants (the other half is its bookkeeping).
+        let granted = got.map_or(0, |n| if cfg!(target_os = "linux") { n / 2 } else { n });
+        if granted < SOCKET_BUFFER {
+            tracing::warn!(
+                granted_kib = granted / 1024,
+                wanted_kib = SOCKET_BUFFER / 1024,
+                "the media socket's {dir} buffer is small; raise {sysctl} (docs/deploy.md)"
+            );
+        }
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
