@@ -173,3 +173,52 @@ async fn an_unanswered_subscribe_offer_is_not_a_failure() {
     assert!(offered, "an offer was made and left unanswered");
     assert_eq!(sfu.stats().await.participants, 2);
 }
+
+/// A client that connected and then goes silent (its network died, its laptop slept) is failed
+/// once the ICE timeouts run out (5 s to disconnected, 15 s more to failed), and everything it
+/// held is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_client_that_goes_silent_fails_and_is_removed() {
+    let sfu = start_sfu(false).await;
+    let sfu_addr = sfu.udp_addr();
+    let proxy = Proxy::spawn(sfu_addr, |_| Verdict::Pass).await;
+    let (ph, mut events) = sfu.join("r", "pub").await.expect("join");
+    let publisher = Publisher::negotiate(false, |offer| async {
+        let answer = ph.publish_offer(offer).await.expect("answer");
+        proxy.rewrite(&answer, sfu_addr)
+    })
+    .await;
+    publisher.send(20, 10, Duration::from_millis(10)).await;
+    assert_eq!(
+        next(&mut events, 5).await,
+        Some(Event::Connected { pc: Pc::Publish })
+    );
+
+    // The path dies both ways; the client itself stays up and says nothing.
+    drop(proxy);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        next(&mut events, 30).await,
+        Some(Event::Failed { pc: Pc::Publish }),
+        "failed after the ICE timeouts"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(15),
+        "not before the timeouts: {waited:?}"
+    );
+    assert_eq!(settle(&sfu).await, SfuStats::default());
+    assert!(ph.leave().await.is_err(), "already removed");
+    drop(publisher);
+}
+
+/// The next event within `secs` seconds.
+async fn next(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    secs: u64,
+) -> Option<Event> {
+    tokio::time::timeout(Duration::from_secs(secs), events.recv())
+        .await
+        .ok()
+        .flatten()
+}
