@@ -92,6 +92,7 @@ mod room;
 pub mod rtp;
 mod sfu;
 pub mod srtp;
+mod timers;
 pub mod track;
 mod worker;
 

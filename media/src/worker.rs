@@ -17,6 +17,7 @@ use crate::net::outbox::Outbox;
 use crate::net::router::{ConnId, Route};
 use crate::peer::Transport;
 use crate::room::Room;
+use crate::timers::Timers;
 use crate::{Event, Pc};
 
 /// How often rooms do their periodic work.
@@ -148,6 +149,14 @@ impl Ctx {
 pub(crate) struct Worker {
     ctx: Ctx,
     rooms: HashMap<Arc<str>, Room>,
+    timers: Timers,
+    /// Connections that handled a datagram this turn: their deadlines may have moved.
+    touched: Vec<ConnId>,
+    /// Whether every connection's deadline must be asked again (after housekeeping or a
+    /// command, which may touch any connection).
+    sweep: bool,
+    /// Connections due this turn (kept to reuse its allocation).
+    firing: Vec<ConnId>,
 }
 
 impl Worker {
@@ -156,6 +165,10 @@ impl Worker {
         Self {
             ctx,
             rooms: HashMap::new(),
+            timers: Timers::default(),
+            touched: Vec::new(),
+            sweep: true,
+            firing: Vec::new(),
         }
     }
 
@@ -190,17 +203,21 @@ impl Worker {
                     room.housekeeping(&mut self.ctx, now);
                 }
                 next_housekeeping = now + HOUSEKEEPING;
+                self.sweep = true;
             }
             self.apply_removals(now);
             // Last, so timers set by anything above are seen before sleeping.
-            let mut timer = self.fire_timeouts(now);
+            self.run_timers(now);
             if !self.ctx.removals.is_empty() {
                 // A connection failed on a timer: the participant must be gone before the next
                 // command, which may well be the same participant joining again.
                 self.apply_removals(now);
-                timer = self.fire_timeouts(now);
+                self.run_timers(now);
             }
-            wake = timer.map_or(next_housekeeping, |t| t.min(next_housekeeping));
+            wake = self
+                .timers
+                .next()
+                .map_or(next_housekeeping, |t| t.min(next_housekeeping));
             self.ctx.out.flush();
         }
         let now = Instant::now();
@@ -215,43 +232,64 @@ impl Worker {
         }
     }
 
-    /// Runs every expired connection timer and returns the earliest pending one. One pass over
-    /// the connections per loop turn; the connections a timer woke are asked again afterwards.
-    fn fire_timeouts(&mut self, now: Instant) -> Option<Instant> {
-        let mut min: Option<Instant> = None;
-        let mut fold = |t: Instant| min = Some(min.map_or(t, |m: Instant| m.min(t)));
-        let mut due: Vec<(Arc<str>, Arc<str>, Pc)> = Vec::new();
-        for room in self.rooms.values_mut() {
-            for p in room.participants.values_mut() {
-                for peer in [p.publish.as_mut(), p.subscribe.as_mut()]
-                    .into_iter()
-                    .flatten()
-                {
-                    match peer.pc.poll_timeout() {
-                        Some(t) if t <= now => {
-                            let _ = peer.pc.handle_timeout(now);
-                            due.push((room.id.clone(), p.id.clone(), peer.kind));
-                        }
-                        Some(t) => fold(t),
-                        None => {}
-                    }
-                }
+    /// Fires the connection timers that are due, each connection at most once a turn. Only
+    /// the connections this turn touched are asked for their next deadline, unless a sweep asks
+    /// every one (after housekeeping, 20 times a second, so a deadline moved by something not
+    /// tracked here fires at most that late).
+    fn run_timers(&mut self, now: Instant) {
+        if std::mem::take(&mut self.sweep) {
+            self.timers.clear();
+            self.touched.clear();
+            let conns: Vec<ConnId> = self.ctx.conns.keys().copied().collect();
+            for conn in conns {
+                self.reschedule(conn);
             }
-        }
-        for (room, pid, pc) in &due {
-            if let Some(r) = self.rooms.get_mut(room) {
-                r.drive(&mut self.ctx, pid, *pc, now);
-                if let Some(t) = r
-                    .participants
-                    .get_mut(pid)
-                    .and_then(|p| p.peer_mut(*pc))
-                    .and_then(|peer| peer.pc.poll_timeout())
-                {
-                    fold(t);
-                }
+        } else {
+            let mut touched = std::mem::take(&mut self.touched);
+            for conn in touched.drain(..) {
+                self.reschedule(conn);
             }
+            self.touched = touched;
         }
-        min
+        let mut firing = std::mem::take(&mut self.firing);
+        while let Some(conn) = self.timers.pop_due(now) {
+            firing.push(conn);
+        }
+        for conn in firing.drain(..) {
+            self.fire(conn, now);
+        }
+        self.firing = firing;
+    }
+
+    /// Runs one connection's timers and whatever they produced.
+    fn fire(&mut self, conn: ConnId, now: Instant) {
+        let Some(info) = self.ctx.conns.get(&conn) else {
+            return;
+        };
+        let (room, pid, pc) = (info.room.clone(), info.participant.clone(), info.pc);
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let Some(peer) = r.participants.get_mut(&pid).and_then(|p| p.peer_mut(pc)) else {
+            return;
+        };
+        let _ = peer.pc.handle_timeout(now);
+        r.drive(&mut self.ctx, &pid, pc, now);
+        self.reschedule(conn);
+    }
+
+    /// Asks a connection for its next deadline.
+    fn reschedule(&mut self, conn: ConnId) {
+        let at = self.ctx.conns.get(&conn).and_then(|info| {
+            self.rooms
+                .get_mut(&info.room)?
+                .participants
+                .get_mut(&info.participant)?
+                .peer_mut(info.pc)?
+                .pc
+                .poll_timeout()
+        });
+        self.timers.set(conn, at);
     }
 
     fn apply_removals(&mut self, now: Instant) {
@@ -303,10 +341,14 @@ impl Worker {
             return;
         }
         r.drive(&mut self.ctx, &pid, pc, d.at);
+        if self.touched.last() != Some(&d.conn) {
+            self.touched.push(d.conn);
+        }
     }
 
     fn on_command(&mut self, c: Command) {
         let now = Instant::now();
+        self.sweep = true;
         match c {
             Command::Join {
                 room,

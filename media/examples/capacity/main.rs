@@ -1,10 +1,12 @@
 //! What one SFU core can forward: a bounded loopback load with the SFU alone in a child process.
 //!
 //! ```text
-//! cargo run -p mescon-media --release --example capacity -- [publishers] [subscribers] [frames/s] [seconds] [video_bytes]
+//! cargo run -p mescon-media --release --example capacity -- [publishers] [subscribers] [frames/s] [seconds] [video_bytes] [rooms]
 //! ```
 //! Defaults: 4 publishers, 10 subscribers, 1000 frames/s per publisher (one video and one audio
-//! packet per frame), 10 s, 1000-byte video. Stops by itself.
+//! packet per frame), 10 s, 1000-byte video, 1 room. With `rooms`, every room gets that many
+//! publishers and subscribers of its own: `1 1 ... 100` is the shape of 100 one-to-one calls'
+//! worth of streams. Stops by itself.
 //!
 //! The SFU runs in a child process (this program, started again with `MESCON_CAPACITY_SFU=1`)
 //! on one thread with one worker, so its CPU time and resident memory are its own: nothing of
@@ -163,6 +165,7 @@ async fn drive() -> Res<()> {
     let frames_per_s = arg(3, 1000, 20_000);
     let seconds = arg(4, 10, 60);
     let video_bytes = arg(5, 1000, 1200) as usize;
+    let rooms = arg(6, 1, 200) as usize;
     let load = Arc::new(Load {
         frames_per_s,
         video_bytes,
@@ -216,6 +219,7 @@ async fn drive() -> Res<()> {
     // media and leaves before the baseline is taken.
     let warm = Group {
         tag: "w",
+        rooms: 1,
         publishers: 1,
         subscribers: 1,
         load: Arc::new(Load {
@@ -233,6 +237,7 @@ async fn drive() -> Res<()> {
     let counters = Arc::new(Counters::default());
     let clients = Group {
         tag: "",
+        rooms,
         publishers,
         subscribers,
         load,
@@ -265,11 +270,11 @@ async fn drive() -> Res<()> {
     }
 
     let expected = sent * subscribers as u64;
-    let participants = (publishers + subscribers) as f64;
+    let participants = (rooms * (publishers + subscribers)) as f64;
     let sfu_cpu = run.field("cpu");
     let per_participant = |u: &Usage| (u.field("rss") - idle.field("rss")) / participants;
     println!(
-        "capacity: {publishers} publishers x {subscribers} subscribers, {frames_per_s} frames/s each (video {video_bytes} B + audio 60 B), {seconds} s"
+        "capacity: {rooms} room(s) of {publishers} publishers x {subscribers} subscribers, {frames_per_s} frames/s each (video {video_bytes} B + audio 60 B), {seconds} s"
     );
     println!(
         "  forwarded: {received} of {expected} packets ({:.3}% loss), {:.0} packets/s",
@@ -314,15 +319,23 @@ async fn drive() -> Res<()> {
 /// Participants of one kind of run; their ids start with `tag`.
 struct Group {
     tag: &'static str,
+    /// Rooms, each with `publishers` and `subscribers` of its own.
+    rooms: usize,
     publishers: usize,
     subscribers: usize,
     load: Arc<Load>,
 }
 
 impl Group {
-    fn ids(&self) -> impl Iterator<Item = (String, bool)> + '_ {
-        let subs = (0..self.subscribers).map(|i| (format!("{}s{i}", self.tag), false));
-        subs.chain((0..self.publishers).map(|i| (format!("{}p{i}", self.tag), true)))
+    /// (participant id, room, publishes?), every room's subscribers before its publishers.
+    fn ids(&self) -> impl Iterator<Item = (String, String, bool)> + '_ {
+        (0..self.rooms).flat_map(move |r| {
+            let room = format!("{}room{r}", self.tag);
+            let subs = (0..self.subscribers).map(move |i| (format!("{}r{r}s{i}", self.tag), false));
+            let pubs = (0..self.publishers).map(move |i| (format!("{}r{r}p{i}", self.tag), true));
+            subs.chain(pubs)
+                .map(move |(pid, publishes)| (pid, room.clone(), publishes))
+        })
     }
 
     /// Joins everyone (subscribers first), starts their clients and sends at the full rate
@@ -333,9 +346,9 @@ impl Group {
         counters: &Arc<Counters>,
     ) -> Res<Vec<tokio::task::JoinHandle<()>>> {
         let mut tasks = Vec::new();
-        for (pid, publisher) in self.ids() {
+        for (pid, room, publisher) in self.ids() {
             let mut lines = signal.route(&pid);
-            signal.send("join", &pid, "");
+            signal.send("join", &pid, &room);
             expect(&mut lines, "joined").await?;
             let conn = Conn::new().await?;
             let (signal, counters, load) = (signal.clone(), counters.clone(), self.load.clone());
@@ -347,8 +360,8 @@ impl Group {
         }
         counters.sending.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while counters.complete.load(Ordering::Relaxed) < self.subscribers
-            || counters.publishing.load(Ordering::Relaxed) < self.publishers
+        while counters.complete.load(Ordering::Relaxed) < self.rooms * self.subscribers
+            || counters.publishing.load(Ordering::Relaxed) < self.rooms * self.publishers
         {
             if counters.failed.load(Ordering::Relaxed) || Instant::now() > deadline {
                 return Err("the participants did not all connect and receive within 30 s".into());
@@ -360,7 +373,7 @@ impl Group {
 
     /// Everyone leaves the SFU.
     async fn leave(&self, signal: &Signal) -> Res<()> {
-        for (pid, _) in self.ids() {
+        for (pid, ..) in self.ids() {
             let mut lines = signal.route(&pid);
             signal.send("leave", &pid, "");
             expect(&mut lines, "left").await?;

@@ -47,7 +47,7 @@ pub(crate) async fn serve() -> Res<()> {
         let (verb, pid, rest) = words(&line);
         match verb {
             "join" => {
-                let (handle, mut events) = sfu.join("capacity", pid).await?;
+                let (handle, mut events) = sfu.join(rest, pid).await?;
                 let (tx, id) = (out_tx.clone(), pid.to_string());
                 tokio::spawn(async move {
                     while let Some(event) = events.recv().await {

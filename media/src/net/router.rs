@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use rtc::shared::TransportProtocol;
 
 /// Identifies one peer connection inside the SFU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ConnId(pub u64);
 
 /// Where a datagram goes: the worker task that owns the connection, and the connection.
