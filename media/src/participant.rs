@@ -28,6 +28,9 @@ pub(crate) struct Participant {
     pub subscribe: Option<Peer>,
     pub negotiation: Negotiation,
     pub tracks: Vec<Track>,
+    /// The msid track ids its last publish offer sent: a track is closed when an offer stops
+    /// sending an id the one before sent (never for a client that names no tracks).
+    pub offered: Vec<String>,
     pub downtracks: Vec<DownTrack>,
     /// Highest layer this participant wants (its requested size), 0..=2.
     pub max_layer: usize,
@@ -45,6 +48,7 @@ impl Participant {
             subscribe: None,
             negotiation: Negotiation::Stable,
             tracks: Vec::new(),
+            offered: Vec::new(),
             downtracks: Vec::new(),
             max_layer,
             audio_window: (0, 0),

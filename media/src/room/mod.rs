@@ -133,13 +133,15 @@ impl Room {
             .local_description()
             .map(|d| d.sdp)
             .ok_or(Error::Signaling("no local description"))?;
-        // Tracks this offer no longer sends are gone: subscribers get an offer without them.
+        // Tracks the last offer sent and this one does not are gone: subscribers get an offer
+        // without them.
         let gone: Vec<String> = p
             .tracks
             .iter()
-            .filter(|t| !sent.contains(&t.rtc_track_id))
+            .filter(|t| p.offered.contains(&t.rtc_track_id) && !sent.contains(&t.rtc_track_id))
             .map(|t| t.rtc_track_id.clone())
             .collect();
+        p.offered = sent;
         for track in gone {
             self.on_track_close(ctx, pid, &track, now);
         }
