@@ -188,3 +188,50 @@ async fn a_removed_track_is_renegotiated_away_and_the_rest_flows_on() {
         "audio flows on"
     );
 }
+
+/// A client whose offers name no tracks (no a=msid, which SDP allows) gets each track
+/// forwarded as its own stream, and keeps them across a renegotiation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracks_of_a_client_that_names_none_stay_apart_and_survive_a_renegotiation() {
+    let unnamed = |sdp: String| {
+        sdp.split("\r\n")
+            .filter(|l| !l.starts_with("a=msid:") && !l.contains(" msid:"))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let sfu = start_sfu(false).await;
+    let (_sh, sub) = join_subscriber(&sfu, "room", "sub").await;
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let publisher = Publisher::negotiate(false, |offer| async {
+        ph.publish_offer(unnamed(offer)).await.expect("answer")
+    })
+    .await;
+    publisher.send(150, 20, Duration::from_millis(10)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = sub.seen();
+    assert_eq!(seen.len(), 2, "audio and video apart: {:?}", seen.keys());
+    for (id, packets) in &seen {
+        assert!(packets.len() >= 50, "{id}: {} packets", packets.len());
+        assert!(
+            packets.iter().all(|p| p.pt == packets[0].pt),
+            "{id}: one stream's payload type only"
+        );
+        assert_continuous(id, packets);
+    }
+
+    publisher.client.pc.restart_ice().await.expect("restart");
+    let answer = ph
+        .publish_offer(unnamed(publisher.client.offer().await))
+        .await
+        .expect("restart answer");
+    publisher.client.apply_answer(answer).await;
+    let before: usize = sub.seen().values().map(Vec::len).sum();
+    publisher.send(60, 20, Duration::from_millis(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after: Vec<usize> = sub.seen().values().map(Vec::len).collect();
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().sum::<usize>() >= before + 80,
+        "both tracks flow on after the renegotiation: {before} -> {after:?}"
+    );
+}

@@ -134,10 +134,11 @@ impl Room {
         let Some(p) = self.participants.get_mut(pid) else {
             return;
         };
+        // One receiver per published m-section: a new stream on it is another simulcast layer.
         if let Some(t) = p
             .tracks
             .iter_mut()
-            .find(|t| t.rtc_track_id == init.track_id)
+            .find(|t| t.receiver_id == init.receiver_id)
         {
             t.add_layer(init.ssrc, init.rid);
             return;
@@ -165,9 +166,18 @@ impl Room {
             .find(|h| h.uri == rtc::sdp::extmap::AUDIO_LEVEL_URI)
             .map(|h| h.id as u8);
         let id = TrackId(ctx.next_track_id());
+        // A client may name no tracks (SDP allows leaving out a=msid); `rtc` then reports the
+        // same empty id for all of them, which subscribers must not see twice.
+        let rtc_track_id = if init.track_id.is_empty()
+            || p.tracks.iter().any(|t| t.rtc_track_id == init.track_id)
+        {
+            format!("{kind}-{}", id.0)
+        } else {
+            init.track_id
+        };
         let mut t = Track {
             id,
-            rtc_track_id: init.track_id,
+            rtc_track_id,
             receiver_id: init.receiver_id,
             kind,
             codec: Codec::from_mime(&rtp_codec.mime_type),
@@ -221,10 +231,18 @@ impl Room {
         let Some(p) = self.participants.get_mut(pid) else {
             return;
         };
-        let Some(track) = p.tracks.iter_mut().find(|t| t.rtc_track_id == rtc_track_id) else {
+        let ssrc = packet.header.ssrc;
+        // By SSRC first: the id `rtc` reports is empty for every track of a client that names
+        // none; a stream not seen open yet goes by that id.
+        let Some(i) = p
+            .tracks
+            .iter()
+            .position(|t| t.layer_of(ssrc).is_some())
+            .or_else(|| p.tracks.iter().position(|t| t.rtc_track_id == rtc_track_id))
+        else {
             return;
         };
-        let ssrc = packet.header.ssrc;
+        let track = &mut p.tracks[i];
         let layer = match track.layer_of(ssrc) {
             Some(l) => l,
             None => {
