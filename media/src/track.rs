@@ -57,7 +57,6 @@ pub(crate) struct CachedPacket {
 #[derive(Debug)]
 pub(crate) struct Layer {
     pub ssrc: u32,
-    #[allow(dead_code)]
     pub rid: Option<String>,
     /// Quality rank: 0 lowest.
     pub index: usize,
@@ -127,9 +126,11 @@ impl Track {
             .get(seq)
     }
 
-    /// Whether the track is simulcast (more than one layer seen).
+    /// Whether the track is simulcast: more than one layer seen, or one sent with a RID (a
+    /// browser names its encodings only when it simulcasts, and it may hold the upper layers
+    /// back until its own estimate allows them).
     pub fn is_simulcast(&self) -> bool {
-        self.layers.len() > 1
+        self.layers.len() > 1 || self.layers.iter().any(|l| l.rid.is_some())
     }
 
     /// (layer index, measured bits per second) of every layer; 0 for a layer that stopped.
@@ -282,6 +283,35 @@ mod tests {
         );
         assert!(!k.poll(t0 + Duration::from_millis(2000)), "only once");
         assert!(k.request(t0 + Duration::from_millis(2000)));
+    }
+
+    fn video_track() -> Track {
+        Track {
+            id: TrackId(1),
+            rtc_track_id: "cam".into(),
+            receiver_id: Default::default(),
+            kind: RtpCodecKind::Video,
+            codec: crate::rtp::codec::Codec::from_mime("video/VP8"),
+            rtp_codec: Default::default(),
+            layers: Vec::new(),
+            keyframes: KeyframeThrottle::new(Duration::from_millis(500)),
+            pending_keyframe_layer: None,
+            audio_level_ext: None,
+            needed: [true; MAX_LAYERS],
+        }
+    }
+
+    #[test]
+    fn a_track_is_simulcast_from_its_first_rid_or_its_second_layer() {
+        let mut plain = video_track();
+        plain.add_layer(1, None);
+        assert!(!plain.is_simulcast(), "one layer, no RID");
+        plain.add_layer(2, None);
+        assert!(plain.is_simulcast(), "a second layer");
+        // A browser holding its upper layers back still names the one it sends.
+        let mut held_back = video_track();
+        held_back.add_layer(1, Some("q".into()));
+        assert!(held_back.is_simulcast());
     }
 
     #[test]
