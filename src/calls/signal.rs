@@ -152,6 +152,7 @@ async fn try_signal(
             .as_u64()
             .filter(|l| *l <= 2 && pc == Pc::Subscribe)
             .ok_or_else(|| ApiError::invalid("max_layer is 0, 1 or 2, on pc subscribe"))?;
+        tracing::debug!(call = %call_id, %user, layer, "view size");
         return participant(&app.calls, call_id, user)?
             .set_max_layer(layer as usize)
             .await

@@ -114,7 +114,8 @@ test('video call: both sides decode, chat during the call, window controls, hang
   assert.ok((await framesDecoded(alice)) > 0, 'video keeps playing while minimized');
   // Alice shows Bob's video as a bubble: the SFU tells Bob's browser to stop encoding and
   // sending the layers nobody receives (max_layer from the view size -> layers_needed).
-  await eventually(async () => (await sendingRids(bob)) === 'q', { timeout: 15_000, interval: 250, message: "Bob's upper simulcast layers paused while Alice's window is a bubble" });
+  await eventually(async () => (await sendingRids(bob)) === 'q', { timeout: 15_000, interval: 250, message: "Bob's upper simulcast layers paused while Alice's window is a bubble" })
+    .catch(async (e) => { throw new Error(`${e.message}; Bob sends ${JSON.stringify(await bob.evaluate(() => window.mesconCall.sendEncodings()))}`); });
   await alice.locator(tid('call-maximize')).click();
   assert.equal((await geometry(alice)).mode, 'normal');
   await alice.locator(tid('call-maximize')).click();

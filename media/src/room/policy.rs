@@ -89,6 +89,9 @@ impl Room {
                 if let Some(layers) = rates.get(&dt.track) {
                     let target =
                         select_layer(dt.forwarder.current(), layers, budget, sub.max_layer);
+                    if target != dt.forwarder.target() {
+                        tracing::debug!(subscriber = %sub.id, current = ?dt.forwarder.current(), target, max_layer = sub.max_layer, ?layers, budget, "layer target");
+                    }
                     dt.forwarder.set_target(target);
                 }
             }
@@ -129,6 +132,7 @@ impl Room {
                 }
             }
             for (track, layers) in changes {
+                tracing::debug!(publisher = %p.id, %track, ?layers, "layers needed");
                 p.emit(Event::LayersNeeded { track, layers });
             }
         }

@@ -193,6 +193,7 @@ export async function newUserPage(browser, server, viewport = DESKTOP, opts = {}
     if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) page.problems.push(m.text());
   });
   page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
+  if (process.env.MESCON_E2E_VERBOSE) page.on('console', (m) => process.stderr.write(`[page ${viewport.width}] ${m.type()}: ${m.text()}\n`));
   await page.goto(server.url);
   return page;
 }
