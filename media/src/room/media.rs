@@ -232,25 +232,25 @@ impl Room {
             return;
         };
         let ssrc = packet.header.ssrc;
-        // By SSRC first: the id `rtc` reports is empty for every track of a client that names
-        // none; a stream not seen open yet goes by that id.
-        let Some(i) = p
+        // By SSRC first, which finds the layer too: the id `rtc` reports is empty for every
+        // track of a client that names none. A stream not seen open yet goes by that id.
+        let found = p
             .tracks
             .iter()
-            .position(|t| t.layer_of(ssrc).is_some())
-            .or_else(|| p.tracks.iter().position(|t| t.rtc_track_id == rtc_track_id))
-        else {
-            return;
-        };
-        let track = &mut p.tracks[i];
-        let layer = match track.layer_of(ssrc) {
-            Some(l) => l,
+            .enumerate()
+            .find_map(|(i, t)| Some((i, t.layer_of(ssrc)?)));
+        let (track, layer) = match found {
+            Some((i, layer)) => (&mut p.tracks[i], layer),
             None => {
-                track.add_layer(ssrc, None);
-                let Some(l) = track.layer_of(ssrc) else {
+                let Some(track) = p.tracks.iter_mut().find(|t| t.rtc_track_id == rtc_track_id)
+                else {
                     return;
                 };
-                l
+                track.add_layer(ssrc, None);
+                let Some(layer) = track.layer_of(ssrc) else {
+                    return;
+                };
+                (track, layer)
             }
         };
         if let Some(l) = track.layers.iter_mut().find(|l| l.index == layer) {
