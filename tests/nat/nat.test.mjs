@@ -147,9 +147,18 @@ function describePairs(pairs) {
 const isTcpPath = (local) => local.protocol === 'tcp' || (local.candidateType === 'relay' && local.relayProtocol === 'tcp');
 
 /** Peers of the server's established HTTP connections, as the server's host sees them. */
-function serverHttpPeers() {
+/** The remote ends (address:port) of the server's established HTTP connections. */
+function serverHttpEndpoints() {
   const out = inNs('mx-wan', 'ss', ['-Htn', 'state', 'established', `( sport = :8000 )`]);
-  return new Set(out.split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/).pop().replace(/:\d+$/, '')));
+  return new Set(out.split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/).pop()));
+}
+
+/**
+ * The addresses the server's HTTP connections come from, leaving out the connections in `stale`:
+ * a browser of an earlier scenario may still hold one, opened from an address that was right then.
+ */
+function serverHttpPeers(stale = new Set()) {
+  return new Set([...serverHttpEndpoints()].filter((e) => !stale.has(e)).map((e) => e.replace(/:\d+$/, '')));
 }
 
 /** Evidence for a failed scenario: every candidate pair both browsers tried, and the server's log. */
@@ -250,10 +259,10 @@ async function openPages() {
  * Logs both users in through the UI, makes them contacts, and Alice video-calls Bob, who accepts;
  * returns when both decode. Ring and connect times go into `r` too.
  */
-async function placeCall(alice, bob, alicePhone, bobPhone, mode, r) {
+async function placeCall(alice, bob, alicePhone, bobPhone, mode, r, stale) {
   await uiLogin(alice, server, alicePhone);
   await uiLogin(bob, server, bobPhone);
-  const peers = serverHttpPeers();
+  const peers = serverHttpPeers(stale);
   assert.ok(peers.has(PUB_IP), `server sees Bob at ${PUB_IP}: ${[...peers]}`);
   if (mode === 'routed') assert.ok(peers.has(LAN_IP), `server sees Alice at ${LAN_IP}: ${[...peers]}`);
   else {
@@ -315,9 +324,10 @@ for (const sc of SCENARIOS) {
     const alicePhone = `+120155501${sc.n}1`;
     const bobPhone = `+120155501${sc.n}2`;
     const fromLine = server.lines.length;
+    const stale = serverHttpEndpoints();
     const [alice, bob] = await openPages();
     try {
-      const { ringMs, connectMs } = await placeCall(alice, bob, alicePhone, bobPhone, sc.mode, r);
+      const { ringMs, connectMs } = await placeCall(alice, bob, alicePhone, bobPhone, sc.mode, r, stale);
 
       // Media keeps flowing: sample decoded frames every second (10 s on the lossy line, 3 s
       // elsewhere). The fake camera decodes at ~20 frames/s here on a clean line; a working repair
@@ -426,12 +436,13 @@ test('outage: (5) the line drops until the SFU gives up, then the call recovers'
   const r = { mode: 'outage', status: 'FAIL' };
   results.push(r);
   const fromLine = server.lines.length;
+  const stale = serverHttpEndpoints();
   const [alice, bob] = await openPages();
   const block = () => inNs('mx-nat', 'nft', ['add table inet mx_outage; add chain inet mx_outage forward { type filter hook forward priority filter - 10; policy accept; }; ' +
     'add rule inet mx_outage forward iifname "mx-nat-lan" drop; add rule inet mx_outage forward oifname "mx-nat-lan" drop']);
   const unblock = () => inNs('mx-nat', 'nft', ['delete table inet mx_outage']);
   try {
-    await placeCall(alice, bob, '+12015550191', '+12015550192', 'routed', r);
+    await placeCall(alice, bob, '+12015550191', '+12015550192', 'routed', r, stale);
     const t0 = Date.now();
     block();
     await eventually(async () => server.lines.slice(fromLine).some((l) => /media failed; asking the client to start over/.test(l)),
@@ -480,9 +491,10 @@ test('switch: (6) Alice\'s address changes mid-call, the call moves with her', {
   const fromLine = server.lines.length;
   const NEW_IP = '10.77.1.3';
   const lan = (...args) => sh('ip', ['-n', 'mx-lan', ...args]);
+  const stale = serverHttpEndpoints();
   const [alice, bob] = await openPages();
   try {
-    await placeCall(alice, bob, '+12015550193', '+12015550194', 'routed', r);
+    await placeCall(alice, bob, '+12015550193', '+12015550194', 'routed', r, stale);
     // The new address first, then the old one goes (the new one stays the interface's address).
     inNs('mx-lan', 'sysctl', ['-qw', 'net.ipv4.conf.mx-lan0.promote_secondaries=1']);
     lan('addr', 'add', `${NEW_IP}/24`, 'dev', 'mx-lan0');
@@ -501,7 +513,7 @@ test('switch: (6) Alice\'s address changes mid-call, the call moves with her', {
     }, { timeout: 90_000, interval: 500, message: 'both decode at least 10 frames/s with Alice\'s media on her new address' });
     const movedMs = Date.now() - t0;
     assert.equal(await alice.evaluate(() => window.mesconCall.state), 'active', 'the call is still up');
-    assert.ok(serverHttpPeers().has(NEW_IP), `Alice's socket reconnected from ${NEW_IP}: ${[...serverHttpPeers()]}`);
+    assert.ok(serverHttpPeers(stale).has(NEW_IP), `Alice's socket reconnected from ${NEW_IP}: ${[...serverHttpPeers(stale)]}`);
     r.extra = `${net}; ${LAN_IP} -> ${NEW_IP}: both decoding on the new address after ${movedMs} ms; alice[${describePairs(selectedPairs(await callStats(alice)))}]`;
     await alice.locator(tid('call-hangup')).click();
     for (const page of [alice, bob]) await page.locator(tid('call-window')).waitFor({ state: 'detached', timeout: 15_000 });
