@@ -14,6 +14,15 @@ use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 /// packets/s this still covers one second.
 const SLOTS: usize = 1024;
 
+/// Reports kept allocated between feedbacks. A feedback names every packet of its interval, so
+/// at high rates one holds thousands (~80 bytes each): built in one scratch vector per thread
+/// rather than one per connection, and trimmed back after an unusually large one.
+const REPORTS_KEPT: usize = 512;
+
+thread_local! {
+    static REPORTS: std::cell::RefCell<Vec<PacketReport>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// One sent packet: sequence number, size (0 = empty or already reported) and departure in
 /// microseconds since the estimator started, wrapping (only ages under ~71 minutes matter).
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,7 +40,6 @@ pub struct SendSideBwe {
     issued: u64,
     slots: Vec<Sent>,
     gcc: Gcc,
-    reports: Vec<PacketReport>,
     /// Smoothed round trip: from a packet leaving to the feedback on it arriving, for the
     /// newest packet of each feedback (the receiver's feedback interval makes it err long).
     rtt: Option<Duration>,
@@ -46,7 +54,6 @@ impl SendSideBwe {
             issued: 0,
             slots: vec![Sent::default(); SLOTS],
             gcc: Gcc::default(),
-            reports: Vec::new(),
             rtt: None,
         }
     }
@@ -65,11 +72,35 @@ impl SendSideBwe {
         seq
     }
 
-    /// Joins one TWCC feedback with the send history and updates the estimate.
-    pub fn on_feedback(&mut self, now: Instant, feedback: &TransportLayerCc) {
+    /// Joins one TWCC feedback with the send history and updates the estimate. Returns how many
+    /// of our packets it reported on (unknown and already reported ones are skipped).
+    pub fn on_feedback(&mut self, now: Instant, feedback: &TransportLayerCc) -> usize {
+        REPORTS.with_borrow_mut(|reports| {
+            reports.clear();
+            self.join(now, feedback, reports);
+            reports.sort_by_key(|r| r.id);
+            self.gcc.on_reports(now, reports);
+            if let Some(sample) = reports
+                .iter()
+                .filter(|r| r.arrived)
+                .map(|r| now.saturating_duration_since(r.departure))
+                .min()
+            {
+                self.rtt = Some(self.rtt.map_or(sample, |rtt| (rtt * 7 + sample) / 8));
+            }
+            let n = reports.len();
+            if reports.capacity() > REPORTS_KEPT {
+                reports.clear();
+                reports.shrink_to(REPORTS_KEPT);
+            }
+            n
+        })
+    }
+
+    /// The packets of `feedback` that are in the send history, as GCC's reports.
+    fn join(&mut self, now: Instant, feedback: &TransportLayerCc, reports: &mut Vec<PacketReport>) {
         let now_us = self.micros(now);
         let last = self.next_seq.wrapping_sub(1);
-        self.reports.clear();
         for ack in convert_twcc(feedback) {
             let slot = &mut self.slots[ack.sequence_number as usize % SLOTS];
             if slot.size == 0 || slot.seq != ack.sequence_number {
@@ -77,7 +108,7 @@ impl SendSideBwe {
             }
             let age = Duration::from_micros(now_us.wrapping_sub(slot.at_us) as u64);
             let behind = last.wrapping_sub(ack.sequence_number) as u64;
-            self.reports.push(PacketReport {
+            reports.push(PacketReport {
                 ssrc: 0,
                 id: self.issued.saturating_sub(1 + behind),
                 rtp_sequence_number: 0,
@@ -90,17 +121,6 @@ impl SendSideBwe {
                 ecn: ack.ecn,
             });
             slot.size = 0;
-        }
-        self.reports.sort_by_key(|r| r.id);
-        self.gcc.on_reports(now, &self.reports);
-        if let Some(sample) = self
-            .reports
-            .iter()
-            .filter(|r| r.arrived)
-            .map(|r| now.saturating_duration_since(r.departure))
-            .min()
-        {
-            self.rtt = Some(self.rtt.map_or(sample, |rtt| (rtt * 7 + sample) / 8));
         }
     }
 
@@ -243,14 +263,33 @@ mod tests {
         let now = Instant::now();
         let mut b = SendSideBwe::new(now);
         let before = b.target_bps();
-        b.on_feedback(now, &feedback(500, 10, 1000, false, 0));
-        assert_eq!(b.reports.len(), 0, "never sent");
+        assert_eq!(
+            b.on_feedback(now, &feedback(500, 10, 1000, false, 0)),
+            0,
+            "never sent"
+        );
         let base = b.next_seq;
         b.on_send(1000, now);
-        b.on_feedback(now, &feedback(base, 1, 1000, true, 1));
-        assert_eq!(b.reports.len(), 1);
-        b.on_feedback(now, &feedback(base, 1, 1000, true, 2));
-        assert_eq!(b.reports.len(), 0, "reported once");
+        assert_eq!(b.on_feedback(now, &feedback(base, 1, 1000, true, 1)), 1);
+        assert_eq!(
+            b.on_feedback(now, &feedback(base, 1, 1000, true, 2)),
+            0,
+            "reported once"
+        );
         assert!(b.target_bps() >= before / 2);
+    }
+
+    #[test]
+    fn a_large_feedback_leaves_no_large_buffer_behind() {
+        let mut now = Instant::now();
+        let mut b = SendSideBwe::new(now);
+        let base = b.next_seq;
+        for _ in 0..1000 {
+            now += Duration::from_micros(50);
+            b.on_send(1200, now);
+        }
+        assert_eq!(b.on_feedback(now, &feedback(base, 1000, 50, true, 0)), 1000);
+        let kept = REPORTS.with_borrow(|r| r.capacity());
+        assert!(kept <= REPORTS_KEPT, "{kept} reports kept allocated");
     }
 }
