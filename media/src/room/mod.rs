@@ -25,7 +25,9 @@ use crate::{Event, Pc};
 /// The participants of one call, all owned by one worker so forwarding never crosses tasks.
 pub(crate) struct Room {
     pub id: Arc<str>,
-    pub participants: HashMap<Arc<str>, Participant>,
+    /// Boxed: a participant is ~19 KB (two peer connections), and a map of small rooms
+    /// keeps spare buckets that would otherwise hold that much each.
+    pub participants: HashMap<Arc<str>, Box<Participant>>,
     /// Last participant announced as active speaker.
     pub active_speaker: Option<Arc<str>>,
     /// When layers and the active speaker were last decided.
@@ -58,8 +60,10 @@ impl Room {
         if self.participants.len() >= ctx.limits.max_participants {
             return Err(Error::Limit("participants per room"));
         }
-        self.participants
-            .insert(id.clone(), Participant::new(id.clone(), events, 2));
+        self.participants.insert(
+            id.clone(),
+            Box::new(Participant::new(id.clone(), events, 2)),
+        );
         let existing: Vec<(Arc<str>, TrackId)> = self
             .participants
             .iter()
