@@ -1,16 +1,17 @@
 //! What one SFU core can forward: a bounded loopback load with the SFU alone in a child process.
 //!
 //! ```text
-//! cargo run -p mescon-media --release --example capacity -- [publishers] [subscribers] [frames/s] [seconds] [video_bytes] [rooms]
+//! cargo run -p mescon-media --release --example capacity -- [publishers] [subscribers] [frames/s] [seconds] [video_bytes] [rooms] [workers]
 //! ```
 //! Defaults: 4 publishers, 10 subscribers, 1000 frames/s per publisher (one video and one audio
 //! packet per frame), 10 s, 1000-byte video, 1 room. With `rooms`, every room gets that many
 //! publishers and subscribers of its own: `1 1 ... 100` is the shape of 100 one-to-one calls'
-//! worth of streams. Stops by itself.
+//! worth of streams. With `workers` (default 1), the SFU spreads its rooms over that many
+//! workers, one thread each, and the report says how much the busiest thread did. Stops by itself.
 //!
-//! The SFU runs in a child process (this program, started again with `MESCON_CAPACITY_SFU=1`)
-//! on one thread with one worker, so its CPU time and resident memory are its own: nothing of
-//! the clients is counted. Signalling crosses the child's stdin and stdout, one line per
+//! The SFU runs in a child process (this program, started again with `MESCON_CAPACITY_SFU` set
+//! to the number of workers; one thread per worker), so its CPU time and resident memory are
+//! its own: nothing of the clients is counted. Signalling crosses the child's stdin and stdout, one line per
 //! message. The clients are `rtc` sans-I/O peer connections over real UDP sockets on loopback,
 //! driven from one thread of this process: cheap enough per packet to push the SFU towards a
 //! full core (the async `webrtc` clients of the tests saturate at a tenth of that). Subscribers
@@ -60,13 +61,26 @@ use sfu::{own_usage, serve};
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> Res<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    if std::env::var_os("MESCON_CAPACITY_SFU").is_some() {
-        rt.block_on(serve())
-    } else {
-        rt.block_on(drive())
+    // The child's value is its number of workers: one thread each.
+    match std::env::var("MESCON_CAPACITY_SFU") {
+        Ok(workers) => {
+            let workers = workers.parse::<usize>().unwrap_or(1).max(1);
+            let rt = if workers == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()?
+            };
+            rt.block_on(serve(workers))
+        }
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(drive()),
     }
 }
 
@@ -166,6 +180,7 @@ async fn drive() -> Res<()> {
     let seconds = arg(4, 10, 60);
     let video_bytes = arg(5, 1000, 1200) as usize;
     let rooms = arg(6, 1, 200) as usize;
+    let workers = arg(7, 1, 8);
     let load = Arc::new(Load {
         frames_per_s,
         video_bytes,
@@ -173,7 +188,7 @@ async fn drive() -> Res<()> {
     });
 
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .env("MESCON_CAPACITY_SFU", "1")
+        .env("MESCON_CAPACITY_SFU", workers.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -286,6 +301,12 @@ async fn drive() -> Res<()> {
         sfu_cpu / wall,
         received as f64 / sfu_cpu.max(0.01)
     );
+    if workers > 1 {
+        println!(
+            "  SFU threads: the busiest used {:.2} s of the {sfu_cpu:.2} s ({workers} workers)",
+            run.field("busiest")
+        );
+    }
     println!(
         "  SFU-added delay ({} packets, socket read to sendmmsg): p50 {} us, p99 {} us, p99.9 {} us, max {} us",
         run.field("delayed"),

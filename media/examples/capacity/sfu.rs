@@ -20,11 +20,28 @@ pub(crate) fn own_usage() -> (f64, u64) {
     (cpu, rss)
 }
 
-/// The child: one SFU on one thread, driven by lines on stdin, answering on stdout.
-pub(crate) async fn serve() -> Res<()> {
+/// CPU seconds of each thread of this process, by thread id.
+fn thread_usage() -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let cpu = (tick(11) + tick(12)) as f64 / 100.0;
+        out.insert(task.file_name().to_string_lossy().into_owned(), cpu);
+    }
+    out
+}
+
+/// The child: one SFU with `workers` workers, driven by lines on stdin, answering on stdout.
+pub(crate) async fn serve(workers: usize) -> Res<()> {
     use mescon_media::{Event, Pc, Sfu, SfuConfig};
     let mut cfg = SfuConfig::new("127.0.0.1:0".parse()?);
-    cfg.workers = 1;
+    cfg.workers = workers;
     cfg.limits.max_participants = 100;
     cfg.limits.max_tracks = 200;
     let sfu = Sfu::start(cfg).await?;
@@ -41,7 +58,7 @@ pub(crate) async fn serve() -> Res<()> {
     let _ = out_tx.send(format!("ready {}", sfu.udp_addr().port()));
 
     let mut handles = HashMap::new();
-    let mut mark = (0.0, sfu.stats().await.forward_delay);
+    let mut mark = (0.0, sfu.stats().await.forward_delay, thread_usage());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         let (verb, pid, rest) = words(&line);
@@ -87,17 +104,26 @@ pub(crate) async fn serve() -> Res<()> {
                 let _ = out_tx.send(format!("left {pid}"));
             }
             "mark" => {
-                mark = (own_usage().0, sfu.stats().await.forward_delay);
+                mark = (
+                    own_usage().0,
+                    sfu.stats().await.forward_delay,
+                    thread_usage(),
+                );
                 let _ = out_tx.send("marked".into());
             }
             "usage" => {
                 let (cpu, rss) = own_usage();
+                // With several workers: whether the work really spread over their threads.
+                let busiest = thread_usage()
+                    .iter()
+                    .map(|(tid, cpu)| cpu - mark.2.get(tid).copied().unwrap_or(0.0))
+                    .fold(0.0, f64::max);
                 let delay = sfu.stats().await.forward_delay.since(&mark.1);
                 let us = |q: f64| delay.quantile(q).map_or(0, |d| d.as_micros());
                 // SAFETY: mallinfo2 only reads the allocator's counters.
                 let heap = unsafe { libc::mallinfo2() };
                 let _ = out_tx.send(format!(
-                    "usage cpu={:.2} rss={rss} heap={} free={} delayed={} p50={} p99={} p999={} max={}",
+                    "usage cpu={:.2} busiest={busiest:.2} rss={rss} heap={} free={} delayed={} p50={} p99={} p999={} max={}",
                     cpu - mark.0,
                     heap.uordblks / 1024 + heap.hblkhd / 1024,
                     heap.fordblks / 1024,
