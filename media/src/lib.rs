@@ -141,4 +141,12 @@ pub enum Event {
         /// For layers 0 (lowest) to 2: whether any subscriber needs it.
         layers: [bool; 3],
     },
+    /// Sent to a publisher: one of its tracks is not forwarded, because the room already has
+    /// [`Limits::max_tracks`] tracks. The client may stop sending it.
+    TrackRefused {
+        /// The publisher's own track id (its msid track id; empty if its offer named none).
+        track: String,
+        /// Which limit, in words.
+        reason: &'static str,
+    },
 }

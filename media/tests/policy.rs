@@ -84,7 +84,7 @@ async fn track_limit_caps_what_is_forwarded() {
     let sub = std::sync::Arc::new(Client::new(false).await);
     let (log_tx, _log) = tokio::sync::mpsc::unbounded_channel();
     auto_answer(sh, sub.clone(), sev, log_tx);
-    let (ph, _pev) = sfu.join("r", "pub").await.expect("join");
+    let (ph, mut pev) = sfu.join("r", "pub").await.expect("join");
     let publisher = Publisher::connect(&ph, false).await;
     publisher.send(100, 20, Duration::from_millis(10)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -96,4 +96,18 @@ async fn track_limit_caps_what_is_forwarded() {
         seen.keys()
     );
     assert!(seen.values().all(|v| v.len() >= 40));
+    // The publisher is told which of its tracks went nowhere, once.
+    let mut refused = Vec::new();
+    while let Ok(event) = pev.try_recv() {
+        if let Event::TrackRefused { track, reason } = event {
+            refused.push((track, reason));
+        }
+    }
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let forwarded = seen.keys().next().expect("one track");
+    assert!(
+        !forwarded.ends_with(&format!(":{}", refused[0].0)),
+        "the refused track is not the forwarded one: {forwarded} vs {refused:?}"
+    );
+    assert_eq!(refused[0].1, "tracks per room");
 }

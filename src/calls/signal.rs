@@ -261,6 +261,9 @@ async fn pump(
             Event::LayersNeeded { track, layers } => {
                 json!({"type": "sfu.signal", "call_id": call_id, "pc": "publish", "layers_needed": {"track": track, "layers": layers}})
             }
+            Event::TrackRefused { track, reason } => {
+                json!({"type": "sfu.signal", "call_id": call_id, "pc": "publish", "track_refused": {"track": track, "reason": reason}})
+            }
             // The member's media session is gone with the participant: its browser must start
             // over with new connections (a new SFU connection has new DTLS keys and m-lines,
             // which an ICE restart of the old ones cannot take).

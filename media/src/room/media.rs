@@ -145,6 +145,10 @@ impl Room {
         }
         if room_tracks >= ctx.limits.max_tracks {
             tracing::debug!(room = %self.id, "track limit reached, not forwarding");
+            p.emit(Event::TrackRefused {
+                track: init.track_id,
+                reason: "tracks per room",
+            });
             return;
         }
         let Some(peer) = p.publish.as_mut() else {
