@@ -1,7 +1,9 @@
 //! A room: the participants of one call and the signaling that wires their tracks together.
 
+mod feedback;
 mod media;
-pub(crate) use media::{resolve_payload_type, twcc_extension};
+mod negotiated;
+pub(crate) use negotiated::{resolve_payload_type, twcc_extension};
 mod policy;
 mod sdp;
 
@@ -176,7 +178,7 @@ impl Room {
             .set_remote_description(now, RTCSessionDescription::answer(sdp)?)?;
         peer.negotiated_at.get_or_insert(now);
         p.negotiation = Negotiation::Stable;
-        media::resolve_payload_types(p);
+        negotiated::resolve_payload_types(p);
         self.drive(ctx, pid, Pc::Subscribe, now);
         if dirty {
             self.renegotiate(ctx, pid, now)?;
