@@ -11,8 +11,8 @@
 //!
 //! The SFU runs in a child process (this program, started again with `MESCON_CAPACITY_SFU` set
 //! to the number of workers; one thread per worker), so its CPU time and resident memory are
-//! its own: nothing of the clients is counted. Signalling crosses the child's stdin and stdout, one line per
-//! message. The clients are `rtc` sans-I/O peer connections over real UDP sockets on loopback,
+//! its own: nothing of the clients is counted. Signalling crosses the child's stdin and stdout,
+//! one line per message. The clients are `rtc` sans-I/O peer connections over real UDP sockets on loopback,
 //! driven from one thread of this process: cheap enough per packet to push the SFU towards a
 //! full core (the async `webrtc` clients of the tests saturate at a tenth of that). Subscribers
 //! decrypt and answer every packet like a real receiver (receiver reports, transport-wide-cc

@@ -2,13 +2,18 @@
 
 use super::*;
 
-/// CPU seconds (user + system) of this whole process, and its RSS in KiB.
-pub(crate) fn own_usage() -> (f64, u64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system) in a `/proc/.../stat` file: of a process or of one thread.
+fn cpu_seconds(stat: &std::path::Path) -> f64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let cpu = (tick(11) + tick(12)) as f64 / 100.0;
+    (tick(11) + tick(12)) as f64 / 100.0
+}
+
+/// CPU seconds (user + system) of this whole process, and its RSS in KiB.
+pub(crate) fn own_usage() -> (f64, u64) {
+    let cpu = cpu_seconds("/proc/self/stat".as_ref());
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -27,11 +32,7 @@ fn thread_usage() -> HashMap<String, f64> {
         return out;
     };
     for task in tasks.flatten() {
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let cpu = (tick(11) + tick(12)) as f64 / 100.0;
+        let cpu = cpu_seconds(&task.path().join("stat"));
         out.insert(task.file_name().to_string_lossy().into_owned(), cpu);
     }
     out
