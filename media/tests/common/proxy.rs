@@ -10,8 +10,16 @@ pub struct Proxy {
     pub dropped: Arc<std::sync::atomic::AtomicUsize>,
     /// Datagrams from the SFU the filter counted.
     pub counted: Arc<std::sync::atomic::AtomicUsize>,
+    /// The latest datagrams the client sent, oldest first (up to [`UP_LOG`]).
+    pub sent_up: Arc<Mutex<std::collections::VecDeque<Vec<u8>>>>,
+    /// The socket the SFU knows as the client's.
+    back: Arc<tokio::net::UdpSocket>,
+    sfu: std::net::SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Upstream datagrams the proxy remembers.
+pub const UP_LOG: usize = 256;
 
 /// What the proxy does with a datagram from the SFU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,20 +50,29 @@ impl Proxy {
         let client: Arc<Mutex<Option<std::net::SocketAddr>>> = Default::default();
         let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sent_up: Arc<Mutex<std::collections::VecDeque<Vec<u8>>>> = Default::default();
         let up = {
             let (front, back, client) = (front.clone(), back.clone(), client.clone());
+            let sent_up = sent_up.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 while let Ok((n, from)) = front.recv_from(&mut buf).await {
                     if let Ok(mut c) = client.lock() {
                         *c = Some(from);
                     }
+                    if let Ok(mut log) = sent_up.lock() {
+                        if log.len() == UP_LOG {
+                            log.pop_front();
+                        }
+                        log.push_back(buf[..n].to_vec());
+                    }
                     let _ = back.send_to(&buf[..n], sfu).await;
                 }
             })
         };
         let down = {
-            let (dropped, counted) = (Arc::clone(&dropped), Arc::clone(&counted));
+            let (dropped, counted, back) =
+                (Arc::clone(&dropped), Arc::clone(&counted), back.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 while let Ok((n, _)) = back.recv_from(&mut buf).await {
@@ -80,8 +97,16 @@ impl Proxy {
             addr,
             dropped,
             counted,
+            sent_up,
+            back,
+            sfu,
             tasks: vec![up, down],
         }
+    }
+
+    /// Sends a datagram to the SFU as if the client had: from the address the SFU knows.
+    pub async fn inject(&self, data: &[u8]) {
+        let _ = self.back.send_to(data, self.sfu).await;
     }
 
     /// Points an SFU SDP's UDP candidate at the proxy.
