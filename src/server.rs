@@ -118,6 +118,7 @@ async fn start_sfu(
     let mut sfu_config = mescon_media::SfuConfig::new(config.media_udp);
     sfu_config.ice_tcp = config.ice_tcp;
     sfu_config.public_ips = advertised_ips(config);
+    sfu_config.limits.max_subscriber_bitrate = config.call_max_bitrate;
     let sfu = mescon_media::Sfu::start(sfu_config.clone())
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the SFU on {}: {e}", config.media_udp))?;

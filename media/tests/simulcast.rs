@@ -248,6 +248,29 @@ async fn the_room_bitrate_limit_is_shared_by_its_subscribers() {
     }
 }
 
+/// One subscriber's bitrate ceiling (`MESCON_CALL_MAX_BITRATE` in the application) holds even
+/// when the estimate and the room would allow more: the middle layer, never the top one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_bitrate_limit_caps_the_layer() {
+    let mut cfg = mescon_media::SfuConfig::new("127.0.0.1:0".parse().expect("addr"));
+    // Layers of SIZES at 100 frames/s: ~20, ~80 and >= 200 kbit/s.
+    cfg.limits.max_subscriber_bitrate = 180_000;
+    let sfu = mescon_media::Sfu::start(cfg).await.expect("start");
+    let (_h, sub) = join_subscriber(&sfu, "room", "sub").await;
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let mut publisher = SimulcastPublisher::connect(&ph).await;
+    publisher.send_frames(400).await;
+    let seen = in_order(&sub.seen().get("pub:cam").cloned().unwrap_or_default());
+    let layers = layers_of(&seen);
+    let tail = &layers[layers.len().saturating_sub(50)..];
+    assert!(
+        tail.len() == 50 && tail.iter().all(|l| *l == 1),
+        "the middle layer under the ceiling: {tail:?}"
+    );
+    assert!(!layers.contains(&2), "never the top layer: {layers:?}");
+    assert_continuous("sub", &seen);
+}
+
 /// A layer switch asks the publisher for a keyframe of the new layer (PLI) instead of waiting
 /// for the encoder's next one; nothing is asked while the layer stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,6 +121,10 @@ pub struct Settings {
     /// Address(es) advertised in ICE candidates, comma separated (VPS behind 1:1 NAT).
     #[arg(long, env = "MESCON_PUBLIC_IP", global = true)]
     pub public_ip: Option<String>,
+    /// Most video one call member receives, bits per second; the SFU picks simulcast layers
+    /// within it.
+    #[arg(long, env = "MESCON_CALL_MAX_BITRATE", global = true)]
+    pub call_max_bitrate: Option<u64>,
     /// Embedded TURN server address, UDP and TCP (empty = off).
     #[arg(long, env = "MESCON_TURN_LISTEN", global = true)]
     pub turn_listen: Option<String>,
@@ -175,6 +179,7 @@ pub(super) struct FileSettings {
     pub(super) media_udp: Option<String>,
     pub(super) ice_tcp: Option<String>,
     pub(super) public_ip: Option<String>,
+    pub(super) call_max_bitrate: Option<u64>,
     pub(super) turn_listen: Option<String>,
     pub(super) turn_config: Option<PathBuf>,
     pub(super) log_format: Option<String>,

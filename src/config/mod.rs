@@ -32,6 +32,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// The default of `MESCON_CALL_MAX_BITRATE`: room for a 720p simulcast layer and then some.
+pub const DEFAULT_CALL_MAX_BITRATE: u64 = 4_000_000;
+
 /// Rate limits and sizes; each is a setting with a safe default.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -78,6 +81,8 @@ pub struct Config {
     pub ice_tcp: Option<SocketAddr>,
     /// Addresses advertised in ICE candidates.
     pub public_ips: Vec<IpAddr>,
+    /// Most video one call member receives, in bits per second.
+    pub call_max_bitrate: u64,
     /// Embedded TURN server address, if on.
     pub turn_listen: Option<SocketAddr>,
     /// Path of the TURN settings file.
@@ -277,6 +282,13 @@ impl Config {
                 "must be between 1 and 365",
             ));
         }
+        let call_max_bitrate = pick!(call_max_bitrate).unwrap_or(DEFAULT_CALL_MAX_BITRATE);
+        if !(100_000..=100_000_000).contains(&call_max_bitrate) {
+            return Err(bad(
+                "MESCON_CALL_MAX_BITRATE",
+                "must be between 100000 and 100000000 bits per second",
+            ));
+        }
         let limits = Limits {
             otp_per_phone_hour: positive(
                 "MESCON_OTP_PER_PHONE_HOUR",
@@ -317,6 +329,7 @@ impl Config {
             media_udp,
             ice_tcp,
             public_ips,
+            call_max_bitrate,
             turn_listen,
             turn_config,
             log_format,
@@ -441,6 +454,12 @@ mod tests {
         assert!(config.database_url.starts_with("sqlite://"));
         assert_eq!(config.otp_sender, OtpSenderConfig::Log);
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.call_max_bitrate, 4_000_000);
+        assert_eq!(
+            config.call_max_bitrate,
+            mescon_media::Limits::default().max_subscriber_bitrate,
+            "the SFU's own default"
+        );
     }
 
     #[test]
@@ -524,6 +543,13 @@ mod tests {
                     ..Default::default()
                 },
                 "MESCON_ACCESS_TOKEN_TTL",
+            ),
+            (
+                Settings {
+                    call_max_bitrate: Some(1000),
+                    ..Default::default()
+                },
+                "MESCON_CALL_MAX_BITRATE",
             ),
             (
                 Settings {
