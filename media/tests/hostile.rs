@@ -55,6 +55,13 @@ const NASTY: &[&str] = &[
     "a=group:BUNDLE",
 ];
 
+/// Cuts `s` at a random place (on a character boundary).
+fn cut_short(s: &mut String, rng: &mut Rng) {
+    let at = rng.below(s.len() + 1);
+    let at = (0..=at).rev().find(|c| s.is_char_boundary(*c)).unwrap_or(0);
+    s.truncate(at);
+}
+
 /// One to three mutations of `sdp`: lines deleted, duplicated, swapped or truncated, tokens
 /// replaced by nasty values, garbage lines inserted, or the whole text cut short.
 fn mangle(sdp: &str, rng: &mut Rng) -> String {
@@ -74,15 +81,7 @@ fn mangle(sdp: &str, rng: &mut Rng) -> String {
                 let j = rng.below(lines.len());
                 lines.swap(i, j);
             }
-            3 if !lines.is_empty() => {
-                let l = &mut lines[i];
-                let cut = rng.below(l.len() + 1);
-                let cut = (0..=cut)
-                    .rev()
-                    .find(|c| l.is_char_boundary(*c))
-                    .unwrap_or(0);
-                l.truncate(cut);
-            }
+            3 if !lines.is_empty() => cut_short(&mut lines[i], rng),
             4 if !lines.is_empty() => {
                 let mut tokens: Vec<String> = lines[i]
                     .split([' ', ':', '/', '='])
@@ -103,12 +102,7 @@ fn mangle(sdp: &str, rng: &mut Rng) -> String {
             }
             _ => {
                 let mut all = lines.join("\r\n");
-                let cut = rng.below(all.len() + 1);
-                let cut = (0..=cut)
-                    .rev()
-                    .find(|c| all.is_char_boundary(*c))
-                    .unwrap_or(0);
-                all.truncate(cut);
+                cut_short(&mut all, rng);
                 lines = all.split("\r\n").map(str::to_owned).collect();
             }
         }
@@ -119,10 +113,7 @@ fn mangle(sdp: &str, rng: &mut Rng) -> String {
 /// Real clients' offers: one audio and one video track, and one video track in three
 /// simulcast layers.
 async fn real_offers() -> Vec<String> {
-    use rtc::media_stream::MediaStreamTrack;
-    use rtc::rtp_transceiver::rtp_sender::{
-        RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-    };
+    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
     let plain = Client::new(false).await;
     for (kind, id, ssrc) in [
         (RtpCodecKind::Audio, "audio", AUDIO_SSRC),
@@ -135,33 +126,9 @@ async fn real_offers() -> Vec<String> {
             .expect("add track");
     }
     let simulcast = Client::new(false).await;
-    let codings = (0..3)
-        .map(|i| RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                rid: RIDS[i].to_owned(),
-                ssrc: Some(SSRCS[i]),
-                ..Default::default()
-            },
-            codec: RTCRtpCodec {
-                mime_type: "video/VP8".to_owned(),
-                clock_rate: 90000,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .collect();
-    let track = MediaStreamTrack::new(
-        "s".to_owned(),
-        "cam".to_owned(),
-        "cam".to_owned(),
-        RtpCodecKind::Video,
-        codings,
-    );
     simulcast
         .pc
-        .add_track(Arc::new(
-            webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(track),
-        ) as Arc<dyn TrackLocal>)
+        .add_track(simulcast_track() as Arc<dyn TrackLocal>)
         .await
         .expect("add simulcast track");
     let offers = vec![plain.offer().await, simulcast.offer().await];

@@ -23,6 +23,32 @@ pub const SIZES: [usize; 3] = [20, 80, 250];
 /// Sizes for the bandwidth test: about 40, 240 and 440 kbit/s at 50 packets/s.
 pub const BWE_SIZES: [usize; 3] = [100, 600, 1100];
 
+/// One VP8 track in three simulcast layers (RIDS, SSRCS), as a browser publishes its camera.
+pub fn simulcast_track() -> Arc<TrackLocalStaticRTP> {
+    let codings = (0..3)
+        .map(|i| RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                rid: RIDS[i].to_owned(),
+                ssrc: Some(SSRCS[i]),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: "video/VP8".to_owned(),
+                clock_rate: 90000,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .collect();
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "pub-stream".to_owned(),
+        "cam".to_owned(),
+        "cam".to_owned(),
+        RtpCodecKind::Video,
+        codings,
+    )))
+}
+
 /// A client publishing one VP8 track in three simulcast layers.
 pub struct SimulcastPublisher {
     pub client: Client,
@@ -67,28 +93,7 @@ impl SimulcastPublisher {
         mut client: Client,
         rewrite: impl FnOnce(String) -> String,
     ) -> Self {
-        let codings = (0..3)
-            .map(|i| RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    rid: RIDS[i].to_owned(),
-                    ssrc: Some(SSRCS[i]),
-                    ..Default::default()
-                },
-                codec: RTCRtpCodec {
-                    mime_type: "video/VP8".to_owned(),
-                    clock_rate: 90000,
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .collect();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "pub-stream".to_owned(),
-            "cam".to_owned(),
-            "cam".to_owned(),
-            RtpCodecKind::Video,
-            codings,
-        )));
+        let track = simulcast_track();
         client
             .pc
             .add_track(track.clone() as Arc<dyn TrackLocal>)
