@@ -12,18 +12,21 @@ use rtc::crypto::{
 use super::{MasterKeys, Profile};
 use crate::error::{Error, Result};
 
+/// Master keys a connection uses at most: ours and the remote side's.
+const DIRECTIONS: usize = 2;
+
 /// What the capture has seen so far.
 #[derive(Default)]
 struct Seen {
-    /// The first SRTP key-derivation block: (master key, input block, output block).
-    first_block: Option<([u8; 16], [u8; 16], [u8; 16])>,
-    /// The keys, once the cipher built from that derivation confirmed them.
-    keys: Option<MasterKeys>,
-    /// A cipher built after the first derivation did not use its output: not what we expect.
-    mismatch: bool,
+    /// The first SRTP key-derivation block of each master key, in order (ours, then the remote
+    /// side's): (master key, input block, output block).
+    first_blocks: Vec<([u8; 16], [u8; 16], [u8; 16])>,
+    /// For each of those, in the same order, the keys once the cipher built from that
+    /// derivation confirmed them, or `None` if the next cipher did not use its output.
+    keys: Vec<Option<MasterKeys>>,
 }
 
-/// A crypto provider for one peer connection that remembers its local SRTP master key.
+/// A crypto provider for one peer connection that remembers its SRTP master keys.
 pub struct KeyCapture {
     inner: Arc<dyn RTCCryptoProvider>,
     seen: Mutex<Seen>,
@@ -39,51 +42,60 @@ impl KeyCapture {
         }))
     }
 
-    /// The local master keys, once DTLS-SRTP has produced and `rtc` has used them.
+    /// Our (sending) master keys, once DTLS-SRTP has produced and `rtc` has used them.
     pub fn keys(&self) -> Result<MasterKeys> {
+        self.direction(0)
+    }
+
+    /// The remote side's (receiving) master keys, likewise.
+    pub fn remote_keys(&self) -> Result<MasterKeys> {
+        self.direction(1)
+    }
+
+    fn direction(&self, i: usize) -> Result<MasterKeys> {
         let seen = self.seen.lock().map_err(|_| Error::Srtp("poisoned"))?;
-        if seen.mismatch {
-            return Err(Error::Srtp("SRTP key derivation not recognised"));
+        match seen.keys.get(i) {
+            Some(Some(keys)) => Ok(keys.clone()),
+            Some(None) => Err(Error::Srtp("SRTP key derivation not recognised")),
+            None => Err(Error::Srtp("no SRTP keys yet")),
         }
-        seen.keys.clone().ok_or(Error::Srtp("no SRTP keys yet"))
     }
 
     fn on_block(&self, algorithm: BlockCipherAlgorithm, key: &[u8], input: [u8; 16], out: &[u8]) {
         let (Ok(mut seen), BlockCipherAlgorithm::Aes128) = (self.seen.lock(), algorithm) else {
             return;
         };
-        if seen.first_block.is_some() || key.len() != 16 || out.len() != 16 {
+        if seen.first_blocks.len() >= DIRECTIONS
+            || key.len() != 16
+            || out.len() != 16
+            || seen.first_blocks.iter().any(|(k, _, _)| k == key)
+        {
             return;
         }
         let mut k = [0u8; 16];
         k.copy_from_slice(key);
         let mut o = [0u8; 16];
         o.copy_from_slice(out);
-        seen.first_block = Some((k, input, o));
+        seen.first_blocks.push((k, input, o));
     }
 
-    /// The first cipher keyed after the first derivation names the profile, and its key must be
-    /// that derivation's output: label 0 (SRTP encryption), block 0.
+    /// The first cipher keyed after a master key's first derivation names the profile, and its
+    /// key must be that derivation's output: label 0 (SRTP encryption), block 0. Ciphers keyed
+    /// at other times (DTLS records, SRTCP) are none of our business.
     fn on_cipher(&self, profile: Profile, session_key: &[u8]) {
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
-        let Some((master, input, out)) = seen.first_block else {
+        let Some(&(master, input, out)) = seen.first_blocks.get(seen.keys.len()) else {
             return;
         };
-        if seen.keys.is_some() || seen.mismatch {
-            return;
-        }
         // Block 0 of label 0 is the master salt, zero-padded, unchanged (RFC 3711 §4.3.1).
         let salt_len = profile.salt_len();
         let derived = session_key == out && input[salt_len..].iter().all(|&b| b == 0);
-        match derived
+        let keys = derived
             .then(|| MasterKeys::new(profile, master, &input[..salt_len]))
-            .and_then(|r| r.ok())
-        {
-            Some(keys) => seen.keys = Some(keys),
-            None => seen.mismatch = true,
-        }
+            .and_then(|r| r.ok());
+        seen.keys.push(keys);
     }
 }
 
@@ -215,6 +227,7 @@ mod tests {
     fn capture_recognises_an_srtp_key_derivation_and_nothing_else() {
         let capture = KeyCapture::new().expect("capture");
         assert!(capture.keys().is_err(), "nothing seen yet");
+        assert!(capture.remote_keys().is_err());
         // A DTLS record key (AEAD before any block derivation) is not taken for SRTP.
         let crypto: &dyn RTCCrypto = capture.as_ref();
         crypto
@@ -237,5 +250,12 @@ mod tests {
         assert_eq!(keys.profile, Profile::AeadAes128Gcm);
         assert_eq!(keys.key(), &[0x21u8; 16], "the first (local) context's key");
         assert_eq!(keys.salt(), &[0x31u8; 12]);
+        let remote = capture.remote_keys().expect("captured");
+        assert_eq!(
+            remote.key(),
+            &[0x22u8; 16],
+            "the second (remote) context's key"
+        );
+        assert_eq!(remote.salt(), &[0x32u8; 12]);
     }
 }

@@ -1,20 +1,26 @@
-//! Our own SRTP sender for subscriber connections: the forwarding path encrypts each packet once,
-//! in place, straight into the datagram that leaves, instead of walking it through the peer
-//! connection's handler pipeline (marshal, interceptor queues, a fresh buffer per packet).
+//! Our own SRTP for media: the forwarding path encrypts each packet once, in place, straight into
+//! the datagram that leaves ([`SrtpSender`], subscriber connections), and decrypts a publisher's
+//! media in place in the datagram that arrived ([`SrtpReceiver`]), instead of walking either
+//! through the peer connection's handler pipeline (parsing twice, handler queues, a fresh buffer
+//! per packet). RTCP, ICE and DTLS stay with the peer connection.
 //!
 //! `rtc` 0.21 keeps a connection's SRTP keying material private, but it builds its SRTP contexts
 //! through the pluggable crypto provider of the connection's setting engine. [`KeyCapture`] is
 //! that provider: it delegates every operation to the built-in one and remembers the first SRTP
-//! key derivation it sees. `rtc` derives the local (sending) context before the remote one, so
-//! that first derivation carries our master key and salt (RFC 3711 §4.3, RFC 5764 §4.2). The
-//! capture is checked against the session key `rtc` itself derived before it is used, and
-//! `srtp_keys_match_the_peer_connection` (bench module) proves a real `rtc` receiver decrypts
-//! what we send.
+//! key derivation of each master key it sees. `rtc` derives the local (sending) context before
+//! the remote one, so the first carries our master key and salt, the second the remote side's
+//! (RFC 3711 §4.3, RFC 5764 §4.2). Each capture is checked against the session key `rtc` itself
+//! derived before it is used; `srtp_keys_match_the_peer_connection` (bench module) proves a real
+//! `rtc` receiver decrypts what we send, and `remote_keys_decrypt_the_publisher` that we decrypt
+//! what a real `rtc` sender sends.
 
 mod capture;
+mod receiver;
 mod sender;
+mod session;
 
 pub use capture::KeyCapture;
+pub use receiver::SrtpReceiver;
 pub use sender::{Roc, SrtpSender};
 
 use crate::error::{Error, Result};

@@ -1,78 +1,25 @@
 //! [`SrtpSender`]: both SRTP profiles' protection of RTP, in place, for one connection.
 
-use rtc::crypto::{
-    AeadAlgorithm, AeadCipher, BlockCipherAlgorithm, HmacAlgorithm, Mac, StreamCipher,
-    StreamCipherAlgorithm,
-};
-
+use super::session::{Cipher, Session, cm_iv, gcm_iv};
 use super::{MasterKeys, Profile};
 use crate::error::{Error, Result};
 
-/// The cipher state of one profile.
-enum Cipher {
-    Gcm(Box<dyn AeadCipher>),
-    CmSha1 {
-        ctr: Box<dyn StreamCipher>,
-        mac: Box<dyn Mac>,
-    },
-}
-
 /// Encrypts RTP packets for one connection (all its SSRCs) in place.
 pub struct SrtpSender {
-    profile: Profile,
-    cipher: Cipher,
-    salt: [u8; 14],
+    session: Session,
 }
 
 impl SrtpSender {
-    /// Derives the session keys (RFC 3711 §4.3, AES-CM PRF) and keys the cipher.
+    /// Derives the session keys from the connection's local master keys.
     pub fn new(keys: &MasterKeys) -> Result<Self> {
-        let provider = rtc::crypto::default_provider().map_err(|_| Error::Srtp("no crypto"))?;
-        let crypto = provider.crypto();
-        let kdf = |label: u8, len: usize| -> Result<Vec<u8>> {
-            let mut out = Vec::with_capacity(len.div_ceil(16) * 16);
-            for i in 0..len.div_ceil(16) as u16 {
-                let mut block = [0u8; 16];
-                block[..keys.profile.salt_len()].copy_from_slice(keys.salt());
-                block[7] ^= label;
-                block[14..].copy_from_slice(&i.to_be_bytes());
-                crypto
-                    .block_encrypt(BlockCipherAlgorithm::Aes128, &keys.key, &mut block)
-                    .map_err(|_| Error::Srtp("key derivation"))?;
-                out.extend_from_slice(&block);
-            }
-            out.truncate(len);
-            Ok(out)
-        };
-        let session_key = kdf(0x00, 16)?;
-        let mut salt = [0u8; 14];
-        let salt_len = keys.profile.salt_len();
-        salt[..salt_len].copy_from_slice(&kdf(0x02, salt_len)?);
-        let cipher = match keys.profile {
-            Profile::AeadAes128Gcm => Cipher::Gcm(
-                crypto
-                    .new_aead(AeadAlgorithm::Aes128Gcm, &session_key)
-                    .map_err(|_| Error::Srtp("AES-GCM key"))?,
-            ),
-            Profile::Aes128CmHmacSha1_80 => Cipher::CmSha1 {
-                ctr: crypto
-                    .new_stream_cipher(StreamCipherAlgorithm::Aes128Ctr, &session_key)
-                    .map_err(|_| Error::Srtp("AES-CM key"))?,
-                mac: crypto
-                    .new_hmac(HmacAlgorithm::Sha1, &kdf(0x01, 20)?)
-                    .map_err(|_| Error::Srtp("HMAC key"))?,
-            },
-        };
         Ok(Self {
-            profile: keys.profile,
-            cipher,
-            salt,
+            session: Session::new(keys)?,
         })
     }
 
     /// The profile in use.
     pub fn profile(&self) -> Profile {
-        self.profile
+        self.session.profile
     }
 
     /// Turns the RTP packet in `buf` (header of `header_len` bytes, then payload) into SRTP:
@@ -89,16 +36,9 @@ impl SrtpSender {
         if buf.len() < header_len {
             return Err(Error::Srtp("short packet"));
         }
-        match &mut self.cipher {
+        match &mut self.session.cipher {
             Cipher::Gcm(aead) => {
-                // RFC 7714 §8.1: 00 00 | SSRC | ROC | SEQ, XOR the 12-byte session salt.
-                let mut iv = [0u8; 12];
-                iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
-                iv[6..10].copy_from_slice(&roc.to_be_bytes());
-                iv[10..12].copy_from_slice(&seq.to_be_bytes());
-                for (b, s) in iv.iter_mut().zip(&self.salt) {
-                    *b ^= s;
-                }
+                let iv = gcm_iv(&self.session.salt, ssrc, roc, seq);
                 let mut tag = [0u8; 16];
                 let (aad, payload) = buf.split_at_mut(header_len);
                 aead.seal_in_place(&iv, aad, payload, &mut tag)
@@ -106,18 +46,7 @@ impl SrtpSender {
                 buf.extend_from_slice(&tag);
             }
             Cipher::CmSha1 { ctr, mac } => {
-                // RFC 3711 §4.1.1: salt·2^16 XOR SSRC·2^64 XOR index·2^16.
-                let mut iv = [0u8; 16];
-                iv[..14].copy_from_slice(&self.salt);
-                for (b, x) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
-                    *b ^= x;
-                }
-                for (b, x) in iv[8..12].iter_mut().zip(roc.to_be_bytes()) {
-                    *b ^= x;
-                }
-                for (b, x) in iv[12..14].iter_mut().zip(seq.to_be_bytes()) {
-                    *b ^= x;
-                }
+                let iv = cm_iv(&self.session.salt, ssrc, roc, seq);
                 ctr.apply_keystream(&iv, &mut buf[header_len..])
                     .map_err(|_| Error::Srtp("encrypt"))?;
                 let mut tag = [0u8; 20];
@@ -130,17 +59,26 @@ impl SrtpSender {
     }
 }
 
-/// The rollover counter of one outgoing stream (RFC 3711 §3.3.1): sequence numbers extended to
-/// 48 bits, older ones (retransmissions) placed before a wrap they precede.
+/// The rollover counter of one stream (RFC 3711 §3.3.1): sequence numbers extended to 48 bits,
+/// older ones (retransmissions, late arrivals) placed before a wrap they precede.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Roc {
     highest: Option<u64>,
 }
 
 impl Roc {
-    /// The ROC for `seq`, remembering it if it is the newest so far.
+    /// The ROC for `seq`, remembering it if it is the newest so far (the sending side, where
+    /// every packet is ours and so authentic).
     pub fn next(&mut self, seq: u16) -> u32 {
-        let ext = match self.highest {
+        let index = self.index(seq);
+        self.accept(index);
+        (index >> 16) as u32
+    }
+
+    /// The 48-bit packet index `seq` most likely has, without remembering it: a receiver only
+    /// remembers an index once the packet authenticated.
+    pub fn index(&self, seq: u16) -> u64 {
+        match self.highest {
             None => seq as u64,
             Some(h) => {
                 let ext = (h & !0xffff) | seq as u64;
@@ -152,22 +90,32 @@ impl Roc {
                     ext
                 }
             }
-        };
-        if self.highest.is_none_or(|h| ext > h) {
-            self.highest = Some(ext);
         }
-        (ext >> 16) as u32
+    }
+
+    /// Remembers `index` if it is the newest so far.
+    pub fn accept(&mut self, index: u64) {
+        if self.highest.is_none_or(|h| index > h) {
+            self.highest = Some(index);
+        }
+    }
+
+    /// The newest index remembered.
+    pub fn highest(&self) -> Option<u64> {
+        self.highest
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use rtc::shared::marshal::Marshal;
     use rtc::srtp::context::Context;
     use rtc::srtp::protection_profile::ProtectionProfile;
 
-    fn packet(ssrc: u32, seq: u16, payload: &[u8]) -> Vec<u8> {
+    /// An RTP packet in the clear: a 12-byte header, then `payload` (shared with the
+    /// receiver's tests).
+    pub(in crate::srtp) fn packet(ssrc: u32, seq: u16, payload: &[u8]) -> Vec<u8> {
         let header = rtc::rtp::header::Header {
             version: 2,
             payload_type: 96,
