@@ -10,6 +10,7 @@ use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
@@ -214,34 +215,35 @@ impl ForwardBench {
 impl Leg {
     /// Moves datagrams both ways and runs timers and events once.
     fn pump(&mut self, sfu_addr: SocketAddr) -> Result<()> {
-        let now = Instant::now();
-        let _ = self.sfu.pc.handle_timeout(now);
-        let _ = self.client.handle_timeout(now);
-        while let Some(m) = self.sfu.pc.poll_write() {
-            self.sfu.learn_route(&m);
-            let _ = self
-                .client
-                .handle_read(datagram(sfu_addr, self.client_addr, m.message));
-        }
-        while let Some(m) = self.client.poll_write() {
-            let _ = self
-                .sfu
-                .pc
-                .handle_read(datagram(self.client_addr, sfu_addr, m.message));
-        }
-        while let Some(ev) = self.sfu.pc.poll_event() {
-            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
-                RTCPeerConnectionState::Connected,
-            ) = ev
-            {
-                self.sfu.connected = true;
-            }
-        }
-        while self.client.poll_event().is_some() {}
-        while self.client.poll_read().is_some() {}
-        while self.sfu.pc.poll_read().is_some() {}
+        pump(&mut self.sfu, &mut self.client, sfu_addr, self.client_addr);
         Ok(())
     }
+}
+
+/// Moves datagrams both ways between the SFU side of a connection and its in-memory client,
+/// runs timers, and notes when the SFU side connects; what either side reads is dropped.
+fn pump(sfu: &mut Peer, client: &mut RTCPeerConnection, sfu_addr: SocketAddr, at: SocketAddr) {
+    let now = Instant::now();
+    let _ = sfu.pc.handle_timeout(now);
+    let _ = client.handle_timeout(now);
+    while let Some(m) = sfu.pc.poll_write() {
+        sfu.learn_route(&m);
+        let _ = client.handle_read(datagram(sfu_addr, at, m.message));
+    }
+    while let Some(m) = client.poll_write() {
+        let _ = sfu.pc.handle_read(datagram(at, sfu_addr, m.message));
+    }
+    while let Some(ev) = sfu.pc.poll_event() {
+        if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+            RTCPeerConnectionState::Connected,
+        ) = ev
+        {
+            sfu.connected = true;
+        }
+    }
+    while client.poll_event().is_some() {}
+    while client.poll_read().is_some() {}
+    while sfu.pc.poll_read().is_some() {}
 }
 
 fn datagram(from: SocketAddr, to: SocketAddr, message: BytesMut) -> TaggedBytesMut {
@@ -260,11 +262,20 @@ fn datagram(from: SocketAddr, to: SocketAddr, message: BytesMut) -> TaggedBytesM
 /// A plain client peer connection with one host candidate at `addr` (default codecs and
 /// interceptors), as the benches' and load harness's clients use.
 pub fn client_pc(addr: SocketAddr, now: Instant) -> Result<RTCPeerConnection> {
+    client_pc_with(addr, now, SettingEngineBuilder::new().build())
+}
+
+fn client_pc_with(
+    addr: SocketAddr,
+    now: Instant,
+    settings: SettingEngine,
+) -> Result<RTCPeerConnection> {
     let mut me = MediaEngine::default();
     me.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut me)?;
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
         .with_media_engine(me)
         .with_interceptor_registry(registry)
         .build(now)?;
@@ -286,7 +297,12 @@ pub fn client_pc(addr: SocketAddr, now: Instant) -> Result<RTCPeerConnection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::srtp::Profile;
+    use crate::uplink::Received;
+    use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+    use rtc::media_stream::MediaStreamTrack;
     use rtc::peer_connection::message::RTCMessage;
+    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
 
     #[test]
     fn in_memory_subscribers_get_srtp() {
@@ -327,5 +343,123 @@ mod tests {
             assert_eq!(got.len(), 5, "every packet decrypted: {got:?}");
             assert!(got.iter().all(|(seq, len)| *len == 600 + *seq as usize));
         }
+    }
+
+    /// The publish side: with the remote keys the capture took, the uplink decrypts what a real
+    /// `rtc` publisher sends, in the profile the two negotiated, across a sequence wrap, once
+    /// the connection has delivered the stream's first packet.
+    fn the_uplink_reads_a_real_publisher(offered: SrtpProtectionProfile, expect: Profile) {
+        let now = Instant::now();
+        let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("addr");
+        let candidates = Candidates {
+            udp_port: sfu_addr.port(),
+            tcp_port: None,
+            ips: vec![sfu_addr.ip()],
+        };
+        let mut sfu = Peer::new(ConnId(1), Pc::Publish, &candidates, now).expect("peer");
+        let at = SocketAddr::from(([127, 0, 0, 3], 20_000));
+        let settings = SettingEngineBuilder::new()
+            .with_srtp_protection_profiles(vec![offered])
+            .build();
+        let mut client = client_pc_with(at, now, settings).expect("client");
+        let ssrc = 0x0bad_cafe;
+        let track = MediaStreamTrack::new(
+            "pub".into(),
+            "v".into(),
+            "v".into(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: "video/VP8".into(),
+                    clock_rate: 90_000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        );
+        let sender_id = client.add_track(track).expect("track");
+        let offer = client.create_offer(None).expect("offer");
+        client.set_local_description(now, offer).expect("local");
+        let offer = client.local_description().expect("offer");
+        sfu.pc.set_remote_description(now, offer).expect("remote");
+        let answer = sfu.pc.create_answer(None).expect("answer");
+        sfu.pc.set_local_description(now, answer).expect("local");
+        let answer = sfu.pc.local_description().expect("answer");
+        client.set_remote_description(now, answer).expect("remote");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sfu.connected {
+            assert!(Instant::now() < deadline, "did not connect");
+            pump(&mut sfu, &mut client, sfu_addr, at);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sfu.start_uplink().expect("the remote keys were captured");
+        assert_eq!(sfu.uplink.as_ref().map(|u| u.profile()), Some(expect));
+
+        let mut sender = client.rtp_sender(sender_id).expect("sender");
+        let pt = sender.get_parameters().rtp_parameters.codecs[0].payload_type;
+        let sent: Vec<(u16, Vec<u8>)> = (0..30u16)
+            .map(|i| (65_520u16.wrapping_add(i), vec![i as u8; 300 + i as usize]))
+            .collect();
+        for (seq, payload) in &sent {
+            let header = rtp::header::Header {
+                version: 2,
+                payload_type: pt,
+                sequence_number: *seq,
+                timestamp: *seq as u32 * 3000,
+                ssrc,
+                ..Default::default()
+            };
+            let p = rtp::Packet {
+                header,
+                payload: payload.clone().into(),
+            };
+            sender.write_rtp(now, p).expect("write");
+        }
+        let transport = datagram(at, sfu_addr, BytesMut::new()).transport;
+        let (mut by_uplink, mut by_connection) = (Vec::new(), 0);
+        while let Some(m) = client.poll_write() {
+            let Some(uplink) = sfu.uplink.as_mut() else {
+                unreachable!("started above")
+            };
+            match uplink.receive(m.message, now, transport) {
+                Received::Media(p) => {
+                    by_uplink.push((p.header.sequence_number, p.payload.to_vec()))
+                }
+                Received::Dropped => panic!("a packet of a known stream failed"),
+                Received::NotMine(data) => {
+                    // What the room does with the connection's packets: adopt the stream.
+                    let _ = sfu.pc.handle_read(datagram(at, sfu_addr, data));
+                    while let Some(m) = sfu.pc.poll_read() {
+                        if let RTCMessage::RtpPacket(_, p) = m.message {
+                            let (s, seq) = (p.header.ssrc, p.header.sequence_number);
+                            uplink.adopt(s, seq);
+                            by_connection += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(by_connection, 1, "only the stream's first packet");
+        assert_eq!(by_uplink.as_slice(), &sent[1..]);
+    }
+
+    #[test]
+    fn the_uplink_reads_a_real_gcm_publisher() {
+        the_uplink_reads_a_real_publisher(
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            Profile::AeadAes128Gcm,
+        );
+    }
+
+    #[test]
+    fn the_uplink_reads_a_real_cm_sha1_publisher() {
+        the_uplink_reads_a_real_publisher(
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            Profile::Aes128CmHmacSha1_80,
+        );
     }
 }

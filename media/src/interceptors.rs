@@ -165,3 +165,102 @@ impl ReadSide for RridRtxUnwrap {
         self.0.forget(info.ssrc);
     }
 }
+
+/// A publish connection's receive-side feedback chain (transport-wide-cc feedback, receiver
+/// reports, NACKs), shared by the connection and the connection's [`Uplink`].
+///
+/// The connection holds it as its only interceptor, so everything `rtc` does with a chain still
+/// happens: streams are bound and unbound as tracks come and go, the publisher's RTCP (sender
+/// reports) is read, the chain's timers run with the connection's, and the feedback it writes
+/// leaves encrypted through the connection. The uplink feeds it the media it decrypts itself,
+/// so the feedback covers every packet, whichever way it came in.
+///
+/// [`Uplink`]: crate::uplink::Uplink
+#[derive(Clone)]
+pub(crate) struct SharedChain(Arc<Mutex<Box<dyn Interceptor>>>);
+
+impl SharedChain {
+    pub(crate) fn new(chain: impl Interceptor + 'static) -> Self {
+        Self(Arc::new(Mutex::new(Box::new(chain))))
+    }
+
+    /// Runs one inbound packet through the chain and returns what comes out (the packet, or
+    /// nothing if a link dropped it).
+    pub(crate) fn read(&self, msg: TaggedPacket) -> Option<TaggedPacket> {
+        let mut chain = self.0.lock().ok()?;
+        chain.handle_read(msg).ok()?;
+        chain.poll_read()
+    }
+
+    /// The chain's next deadline.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.with(|c| c.poll_timeout()).flatten()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Box<dyn Interceptor>) -> R) -> Option<R> {
+        self.0.lock().ok().map(|mut chain| f(&mut chain))
+    }
+}
+
+/// A chain whose lock was poisoned by a panic elsewhere reports the error instead of panicking
+/// again inside the connection.
+fn poisoned() -> RtcError {
+    RtcError::Other("shared interceptor chain poisoned".to_owned())
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for SharedChain {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = RtcError;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.with(|c| c.handle_read(msg))
+            .unwrap_or_else(|| Err(poisoned()))
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.with(|c| c.poll_read()).flatten()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.with(|c| c.handle_write(msg))
+            .unwrap_or_else(|| Err(poisoned()))
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.with(|c| c.poll_write()).flatten()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        self.with(|c| c.handle_timeout(now))
+            .unwrap_or_else(|| Err(poisoned()))
+    }
+
+    fn poll_timeout(&mut self) -> Option<Self::Time> {
+        self.with(|c| c.poll_timeout()).flatten()
+    }
+
+    fn close(&mut self) -> Result<(), Self::Error> {
+        self.with(|c| c.close()).unwrap_or_else(|| Err(poisoned()))
+    }
+}
+
+impl Interceptor for SharedChain {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.with(|c| c.bind_local_stream(info));
+    }
+
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.with(|c| c.unbind_local_stream(info));
+    }
+
+    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        self.with(|c| c.bind_remote_stream(info));
+    }
+
+    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+        self.with(|c| c.unbind_remote_stream(info));
+    }
+}

@@ -57,6 +57,16 @@
 //! the route (the ICE-selected pair, learnt from the connection's own datagrams) are kept
 //! beside the connection; RTCP, ICE and DTLS still go through it.
 //!
+//! Media from publishers does not walk `rtc`'s read pipeline either, once a stream has shown
+//! itself: the connection delivers each stream's first packet (which tells it a track or a
+//! simulcast layer exists), and from then on the publish connection's `Uplink` authenticates and
+//! decrypts that stream's packets in place with our own SRTP receiver (the remote side's keys,
+//! from the same capture; per-stream rollover counter and a 128-packet replay window) and runs
+//! them through the connection's feedback chain (receiver reports, NACKs, transport-wide-cc
+//! feedback), which the connection itself holds and drives, so what the publisher hears covers
+//! every packet. RTX, probes and anything unknown still go through the connection.
+//! [`SfuStats::media_in`] counts which way packets came in.
+//!
 //! ```no_run
 //! # async fn demo(offer: String) -> mescon_media::Result<()> {
 //! use mescon_media::{Event, Sfu, SfuConfig};
@@ -94,11 +104,12 @@ mod sfu;
 pub mod srtp;
 mod timers;
 pub mod track;
+mod uplink;
 mod worker;
 
 pub use config::{Limits, SfuConfig};
 pub use error::{Error, Result};
-pub use sfu::{ParticipantHandle, Sfu, SfuStats};
+pub use sfu::{MediaIn, ParticipantHandle, Sfu, SfuStats};
 
 /// Which of a participant's two peer connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

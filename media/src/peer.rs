@@ -29,10 +29,11 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use crate::Pc;
 use crate::downlink::Downlink;
 use crate::error::Result;
-use crate::interceptors::{FeedbackTap, ReadLink, RridRtxUnwrap, TwccInbox};
+use crate::interceptors::{FeedbackTap, ReadLink, RridRtxUnwrap, SharedChain, TwccInbox};
 use crate::net::outbox::Outbox;
 use crate::net::router::{ConnId, Router};
 use crate::srtp::KeyCapture;
+use crate::uplink::Uplink;
 
 /// What our host candidates advertise.
 #[derive(Debug, Clone)]
@@ -98,13 +99,18 @@ pub(crate) struct Peer {
     /// Since when the connection could connect: both descriptions applied. The connect
     /// timeout counts from here, so an unanswered subscribe offer is not a failure.
     pub negotiated_at: Option<Instant>,
-    /// Subscribe side: the crypto provider that learns the connection's SRTP keys, the TWCC
-    /// feedback its chain hands up, and, once connected, the media sender built from both.
-    keys: Option<Arc<KeyCapture>>,
+    /// The crypto provider that learns the connection's SRTP keys.
+    keys: Arc<KeyCapture>,
+    /// Subscribe side: the TWCC feedback its chain hands up, and, once connected, the media
+    /// sender built from it and our keys.
     pub twcc: Option<TwccInbox>,
     /// The negotiated transport-wide-cc extension id, learnt with the payload types.
     pub twcc_ext: Option<u8>,
     pub downlink: Option<Downlink>,
+    /// Publish side: the receive chain the connection shares, and, once connected, the media
+    /// receiver built from it and the remote keys.
+    chain: Option<SharedChain>,
+    pub uplink: Option<Uplink>,
     /// Where the connection's own datagrams (DTLS, RTCP) last went: the ICE-selected route.
     route: Option<TransportContext>,
 }
@@ -122,13 +128,10 @@ impl Peer {
             RtpCodecKind::Audio,
             None,
         )?;
-        let (registry, twcc) = interceptors(kind, &mut media_engine)?;
-        let keys = match kind {
-            Pc::Subscribe => Some(KeyCapture::new()?),
-            Pc::Publish => None,
-        };
+        let (registry, twcc, chain) = interceptors(kind, &mut media_engine)?;
+        let keys = KeyCapture::new()?;
 
-        let mut setting_engine = SettingEngineBuilder::new()
+        let setting_engine = SettingEngineBuilder::new()
             // ICE-lite: we never send checks, so every STUN packet we get is a request carrying
             // USERNAME, which is what lets one socket route by ufrag.
             .with_lite(true)
@@ -140,11 +143,9 @@ impl Peer {
                 Some(Duration::from_secs(5)),
                 Some(Duration::from_secs(15)),
                 Some(Duration::from_secs(2)),
-            );
-        if let Some(keys) = &keys {
-            setting_engine = setting_engine.with_crypto_provider(keys.clone());
-        }
-        let setting_engine = setting_engine.build();
+            )
+            .with_crypto_provider(keys.clone())
+            .build();
 
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -164,6 +165,8 @@ impl Peer {
             twcc,
             twcc_ext: None,
             downlink: None,
+            chain,
+            uplink: None,
             route: None,
         })
     }
@@ -206,15 +209,25 @@ impl Peer {
     /// Starts sending media ourselves once DTLS-SRTP is up: keys from the capture, the
     /// negotiated TWCC extension id, the route the handshake went over.
     pub fn start_downlink(&mut self, now: Instant) -> Result<()> {
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or(crate::Error::Srtp("not a subscribe connection"))?
-            .keys()?;
+        if self.kind != Pc::Subscribe {
+            return Err(crate::Error::Srtp("not a subscribe connection"));
+        }
+        let keys = self.keys.keys()?;
         let route = self
             .route
             .ok_or(crate::Error::Srtp("no route to the subscriber yet"))?;
         self.downlink = Some(Downlink::new(&keys, self.twcc_ext, route, now)?);
+        Ok(())
+    }
+
+    /// Starts receiving media ourselves once DTLS-SRTP is up: the remote side's keys from the
+    /// capture, the chain the connection shares.
+    pub fn start_uplink(&mut self) -> Result<()> {
+        let chain = self
+            .chain
+            .clone()
+            .ok_or(crate::Error::Srtp("not a publish connection"))?;
+        self.uplink = Some(Uplink::new(&self.keys.remote_keys()?, chain)?);
         Ok(())
     }
 
@@ -233,12 +246,15 @@ impl Peer {
 /// simulcast header extensions.
 ///
 /// - publish (we receive): TWCC feedback and receiver reports for the publisher's estimate,
-///   NACKs for its losses, and browsers' simulcast RTX restored to media first of all;
+///   NACKs for its losses, and browsers' simulcast RTX restored to media first of all, in a
+///   [`SharedChain`] that the connection's [`Uplink`] feeds too;
 /// - subscribe (we send): only a tap handing subscribers' PLI/FIR/NACK up to the room (which
 ///   answers NACKs from its shared cache) and their TWCC feedback to our estimator. Media
 ///   leaves through [`Downlink`], past the chain; sender reports are ours too. No pacer:
 ///   forwarding keeps the publisher's pacing.
-fn interceptors(kind: Pc, media_engine: &mut MediaEngine) -> Result<(Registry, Option<TwccInbox>)> {
+type Chains = (Registry, Option<TwccInbox>, Option<SharedChain>);
+
+fn interceptors(kind: Pc, media_engine: &mut MediaEngine) -> Result<Chains> {
     for parameter in ["", "pli"] {
         media_engine.register_feedback(
             RTCPFeedback {
@@ -251,13 +267,18 @@ fn interceptors(kind: Pc, media_engine: &mut MediaEngine) -> Result<(Registry, O
     configure_simulcast_extension_headers(media_engine)?;
     Ok(match kind {
         Pc::Publish => {
-            let registry = configure_twcc_receiver_only(Registry::new(), media_engine)?
+            let chain = configure_twcc_receiver_only(Registry::new(), media_engine)?
                 .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
                 .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-                // Below every slot `rtc` uses: the NACK generator and the reports must see a
-                // repair as the packet it repairs.
-                .with(Slot::from(500), ReadLink::<RridRtxUnwrap>::default());
-            (registry, None)
+                .build();
+            let shared = SharedChain::new(chain);
+            let registry = Registry::new()
+                // Wire-most: the NACK generator and the reports must see a repair as the packet
+                // it repairs. Repairs come on RTX streams, which the uplink never takes.
+                .with(Slot::from(500), ReadLink::<RridRtxUnwrap>::default())
+                // Where the first link it holds (the NACK generator, 7 000) would sit.
+                .with(Slot::from(6_900), shared.clone());
+            (registry, None, Some(shared))
         }
         Pc::Subscribe => {
             // Transport-wide CC is negotiated here but numbered and estimated by our own
@@ -283,7 +304,7 @@ fn interceptors(kind: Pc, media_engine: &mut MediaEngine) -> Result<(Registry, O
                 Slot::from(14_000),
                 ReadLink::new(FeedbackTap::new(inbox.clone())),
             );
-            (registry, Some(inbox))
+            (registry, Some(inbox), None)
         }
     })
 }

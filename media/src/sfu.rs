@@ -49,6 +49,18 @@ pub struct SfuStats {
     /// How long forwarded packets spent in the SFU, from the socket reader taking the
     /// publisher's datagram to the subscriber's being handed to the kernel, since start.
     pub forward_delay: DelayHistogram,
+    /// Publishers' media packets received since start, by which way they came in.
+    pub media_in: MediaIn,
+}
+
+/// Publishers' media packets received since start, by which way they came in: a stream's first
+/// packet, RTX and probes through the peer connection, the rest through our own receiver.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MediaIn {
+    /// Decrypted and read by the connection's uplink.
+    pub uplink: u64,
+    /// Delivered by the peer connection.
+    pub connection: u64,
 }
 
 impl Sfu {
@@ -106,6 +118,7 @@ impl Sfu {
                 connect_timeout: config.connect_timeout,
                 track_ids: track_ids.clone(),
                 removals: Vec::new(),
+                media_in: Default::default(),
             };
             tasks.push(tokio::spawn(Worker::new(ctx).run(rx)));
         }
@@ -198,12 +211,15 @@ impl Sfu {
                     participants,
                     connections,
                     forward_delay,
+                    media_in,
                 }) = rx.await
             {
                 s.rooms += rooms;
                 s.participants += participants;
                 s.connections += connections;
                 s.forward_delay.merge(&forward_delay);
+                s.media_in.uplink += media_in.uplink;
+                s.media_in.connection += media_in.connection;
             }
         }
         (s.ufrag_routes, s.address_routes, s.tcp_connections) = self.router.counts();

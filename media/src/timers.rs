@@ -32,6 +32,13 @@ impl Timers {
         }
     }
 
+    /// Brings a connection's deadline forward to `at`, if it had none or a later one.
+    pub fn advance(&mut self, conn: ConnId, at: Instant) {
+        if self.due.get(&conn).is_none_or(|t| at < *t) {
+            self.set(conn, Some(at));
+        }
+    }
+
     /// Takes the next connection whose deadline is at or before `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<ConnId> {
         while let Some(&Reverse((t, conn))) = self.heap.peek() {
@@ -111,6 +118,20 @@ mod tests {
         t.set(ConnId(2), None);
         assert_eq!(t.next(), None);
         assert_eq!(t.pop_due(ms(80)), None);
+    }
+
+    #[test]
+    fn advance_only_brings_a_deadline_forward() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut t = Timers::default();
+        t.advance(ConnId(1), ms(40));
+        assert_eq!(t.next(), Some(ms(40)), "none before: set");
+        t.advance(ConnId(1), ms(90));
+        assert_eq!(t.entries(), 1, "a later one changes nothing");
+        t.advance(ConnId(1), ms(20));
+        assert_eq!(t.pop_due(ms(30)), Some(ConnId(1)));
+        assert_eq!(t.pop_due(ms(50)), None, "the 40 ms entry went stale");
     }
 
     #[test]

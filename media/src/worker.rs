@@ -17,7 +17,9 @@ use crate::net::outbox::Outbox;
 use crate::net::router::{ConnId, Route};
 use crate::peer::Transport;
 use crate::room::Room;
+use crate::sfu::MediaIn;
 use crate::timers::Timers;
+use crate::uplink::Received;
 use crate::{Event, Pc};
 
 /// How often rooms do their periodic work.
@@ -114,6 +116,8 @@ pub struct WorkerStats {
     pub connections: usize,
     /// Time forwarded packets spent in this worker's SFU path.
     pub forward_delay: DelayHistogram,
+    /// Publishers' media packets received, by which way.
+    pub media_in: MediaIn,
 }
 
 /// State shared by the rooms of one worker.
@@ -128,6 +132,8 @@ pub(crate) struct Ctx {
     pub track_ids: Arc<AtomicU64>,
     /// Participants to remove after the current step (failed connections).
     pub removals: Vec<(Arc<str>, Arc<str>)>,
+    /// Publishers' media packets received, by which way they came in.
+    pub media_in: MediaIn,
 }
 
 impl Ctx {
@@ -327,22 +333,48 @@ impl Worker {
         let Some(peer) = r.participants.get_mut(&pid).and_then(|p| p.peer_mut(pc)) else {
             return;
         };
+        let transport = TransportContext {
+            local_addr: local,
+            peer_addr: d.peer,
+            ecn: None,
+            transport_protocol: d.proto,
+        };
+        let message = match peer.uplink.as_mut() {
+            Some(uplink) => match uplink.receive(d.data, d.at, transport) {
+                Received::Media(packet) => {
+                    // Whatever the chain now wants to send (reports, NACKs, feedback) it sends
+                    // on its timers. Only the chain's deadline can have moved, and asking the
+                    // chain alone is far cheaper than asking the whole connection.
+                    let deadline = uplink.deadline();
+                    self.ctx.media_in.uplink += 1;
+                    r.forward_media(&mut self.ctx, &pid, packet, d.at);
+                    if let Some(at) = deadline {
+                        self.timers.advance(d.conn, at);
+                    }
+                    return;
+                }
+                Received::Dropped => return,
+                Received::NotMine(data) => data,
+            },
+            None => d.data,
+        };
         let msg = TaggedBytesMut {
             now: d.at,
-            transport: TransportContext {
-                local_addr: local,
-                peer_addr: d.peer,
-                ecn: None,
-                transport_protocol: d.proto,
-            },
-            message: d.data,
+            transport,
+            message,
         };
         if peer.pc.handle_read(msg).is_err() {
             return;
         }
         r.drive(&mut self.ctx, &pid, pc, d.at);
-        if self.touched.last() != Some(&d.conn) {
-            self.touched.push(d.conn);
+        self.touch(d.conn);
+    }
+
+    /// Notes that a connection's deadline may have moved.
+    #[inline]
+    fn touch(&mut self, conn: ConnId) {
+        if self.touched.last() != Some(&conn) {
+            self.touched.push(conn);
         }
     }
 
@@ -455,6 +487,7 @@ impl Worker {
                     participants: self.rooms.values().map(|r| r.participants.len()).sum(),
                     connections: self.ctx.conns.len(),
                     forward_delay: self.ctx.out.delay().clone(),
+                    media_in: self.ctx.media_in,
                 });
             }
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use mescon_media::{Event, Pc};
+use mescon_media::{Event, MediaIn, Pc};
 use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,6 +70,15 @@ async fn one_publisher_three_subscribers_get_audio_and_video() {
     let stats = sfu.stats().await;
     assert_eq!(stats.connections, 4);
     assert!(stats.address_routes >= 4, "{stats:?}");
+    // Each stream's first packet tells the connection a track exists; the SFU's own receiver
+    // takes every later one.
+    assert_eq!(
+        stats.media_in,
+        MediaIn {
+            uplink: 2 * 150 - 2,
+            connection: 2
+        }
+    );
     let sfu_port = sfu.udp_addr().port();
     for pc in subs
         .iter()

@@ -62,6 +62,7 @@ async fn closing_a_room_removes_everyone() {
     assert!(!sfu.close_room("call").await.expect("close again"));
     let held = mescon_media::SfuStats {
         forward_delay: Default::default(),
+        media_in: Default::default(),
         ..sfu.stats().await
     };
     assert_eq!(held, mescon_media::SfuStats::default());

@@ -1,13 +1,18 @@
-//! RTCP paths: NACK answered with RTX, keyframe requests relayed and throttled.
+//! RTCP paths: NACK answered with RTX, keyframe requests relayed and throttled, reports and
+//! transport-wide-cc feedback to publishers.
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use rtc::interceptor::{Packet, Slot, TaggedPacket, TwccSenderBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -169,4 +174,83 @@ async fn sender_reports_reach_subscribers_and_receiver_reports_reach_publishers(
     let rrs = to_pub.counted.load(Ordering::Relaxed);
     assert!(srs >= 2, "sender reports to the subscriber: {srs}");
     assert!(rrs >= 2, "receiver reports to the publisher: {rrs}");
+}
+
+/// The SFU reads most of a publisher's media with its own receiver, past the connection; the
+/// publisher's estimate still needs every packet accounted for. Receiver reports must follow the
+/// streams to their last packet with nothing lost, and transport-wide-cc feedback must report
+/// (nearly) every packet received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_to_the_publisher_covers_every_packet() {
+    let sfu = start_sfu(false).await;
+    let (_sh, _sub) = join_subscriber(&sfu, "room", "sub").await;
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    // Wire-most on the publisher: a copy of the reports and feedback the SFU sends it.
+    let reports: Arc<Mutex<Vec<ReceptionReport>>> = Default::default();
+    let twcc: Arc<Mutex<Vec<TransportLayerCc>>> = Default::default();
+    let (r_log, t_log) = (reports.clone(), twcc.clone());
+    let log = ReadTap::new(move |msg: &TaggedPacket| {
+        let Packet::Rtcp(packets) = &msg.message.packet else {
+            return;
+        };
+        for p in packets {
+            let any = p.as_any();
+            if let (Some(rr), Ok(mut log)) = (any.downcast_ref::<ReceiverReport>(), r_log.lock()) {
+                log.extend(rr.reports.iter().cloned());
+            }
+            if let (Some(cc), Ok(mut log)) = (any.downcast_ref::<TransportLayerCc>(), t_log.lock())
+            {
+                log.push(cc.clone());
+            }
+        }
+    });
+    // Browsers number every packet transport-wide; the default test client does not.
+    let client = Client::with_interceptors(false, |r| {
+        r.with(Slot::from(100), log)
+            .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+    })
+    .await;
+    let publisher = Publisher::negotiate_on(client, |offer| async {
+        ph.publish_offer(offer).await.expect("answer")
+    })
+    .await;
+    let frames = 200;
+    publisher.send(frames, 30, Duration::from_millis(10)).await;
+    // Reports go out every second: wait for one after the last packet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let stats = sfu.stats().await;
+    assert!(
+        stats.media_in.uplink >= 2 * frames as u64 - 4,
+        "the SFU's own receiver took the media: {:?}",
+        stats.media_in
+    );
+    let reports = reports.lock().expect("log").clone();
+    // `send` numbers video from 1000 and audio from 50000.
+    for (ssrc, last_seq) in [
+        (VIDEO_SSRC, 1000 + frames - 1),
+        (AUDIO_SSRC, 50_000 + frames - 1),
+    ] {
+        let last = reports
+            .iter()
+            .filter(|r| r.ssrc == ssrc)
+            .max_by_key(|r| r.last_sequence_number)
+            .unwrap_or_else(|| panic!("no receiver report for {ssrc:#x}"));
+        assert_eq!(
+            last.last_sequence_number, last_seq,
+            "{ssrc:#x}: the report reached the last packet: {last:?}"
+        );
+        assert_eq!(last.total_lost, 0, "{ssrc:#x}: {last:?}");
+    }
+    let received: usize = twcc
+        .lock()
+        .expect("log")
+        .iter()
+        .map(|cc| cc.recv_deltas.len())
+        .sum();
+    assert!(
+        received >= 2 * frames as usize * 95 / 100,
+        "transport-wide-cc feedback acknowledged {received} of {} packets",
+        2 * frames
+    );
 }

@@ -23,10 +23,11 @@ fn alive_tasks() -> usize {
 }
 
 /// What the SFU still holds, once closed client sockets and tasks have wound down (the delay
-/// histogram is history, not something held, so it is left out).
+/// histogram and the packet counts are history, not something held, so they are left out).
 async fn settle(sfu: &Sfu) -> SfuStats {
     let held = |s: SfuStats| SfuStats {
         forward_delay: Default::default(),
+        media_in: Default::default(),
         ..s
     };
     for _ in 0..50 {

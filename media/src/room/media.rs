@@ -88,6 +88,13 @@ impl Room {
                             peer.connected = true;
                             // The handshake's last flight may still be queued: it names the route.
                             peer.flush(&mut ctx.out);
+                            // Without our receiver, media still arrives through the connection,
+                            // only more slowly.
+                            if pc == Pc::Publish
+                                && let Err(e) = peer.start_uplink()
+                            {
+                                tracing::warn!(error = %e, "publisher media receiver not started");
+                            }
                             if pc == Pc::Subscribe
                                 && let Err(e) = peer.start_downlink(now)
                             {
@@ -219,7 +226,9 @@ impl Room {
         }
     }
 
-    /// The hot path: one packet from a publisher to every subscriber of its track.
+    /// A publisher's packet the connection decrypted: the first of a stream, which may name a
+    /// new layer of a track, or one the uplink does not take. Known streams go to the uplink
+    /// from here on.
     fn forward(
         &mut self,
         ctx: &mut Ctx,
@@ -232,26 +241,43 @@ impl Room {
             return;
         };
         let ssrc = packet.header.ssrc;
-        // By SSRC first, which finds the layer too: the id `rtc` reports is empty for every
-        // track of a client that names none. A stream not seen open yet goes by that id.
-        let found = p
-            .tracks
-            .iter()
-            .enumerate()
-            .find_map(|(i, t)| Some((i, t.layer_of(ssrc)?)));
-        let (track, layer) = match found {
-            Some((i, layer)) => (&mut p.tracks[i], layer),
-            None => {
-                let Some(track) = p.tracks.iter_mut().find(|t| t.rtc_track_id == rtc_track_id)
-                else {
-                    return;
-                };
-                track.add_layer(ssrc, None);
-                let Some(layer) = track.layer_of(ssrc) else {
-                    return;
-                };
-                (track, layer)
+        // By SSRC first: the id `rtc` reports is empty for every track of a client that names
+        // none. A stream not seen open yet goes by that id.
+        if !p.tracks.iter().any(|t| t.layer_of(ssrc).is_some()) {
+            let Some(track) = p.tracks.iter_mut().find(|t| t.rtc_track_id == rtc_track_id) else {
+                return;
+            };
+            track.add_layer(ssrc, None);
+            if track.layer_of(ssrc).is_none() {
+                return;
             }
+        }
+        if let Some(uplink) = p.publish.as_mut().and_then(|c| c.uplink.as_mut()) {
+            uplink.adopt(ssrc, packet.header.sequence_number);
+        }
+        ctx.media_in.connection += 1;
+        self.forward_media(ctx, pid, packet, now);
+    }
+
+    /// The hot path: one packet of a known stream from a publisher to every subscriber of its
+    /// track.
+    pub(crate) fn forward_media(
+        &mut self,
+        ctx: &mut Ctx,
+        pid: &str,
+        packet: rtp::Packet,
+        now: Instant,
+    ) {
+        let Some(p) = self.participants.get_mut(pid) else {
+            return;
+        };
+        let ssrc = packet.header.ssrc;
+        let Some((track, layer)) = p
+            .tracks
+            .iter_mut()
+            .find_map(|t| t.layer_of(ssrc).map(|layer| (t, layer)))
+        else {
+            return;
         };
         if let Some(l) = track.layers.iter_mut().find(|l| l.index == layer) {
             l.bitrate.add(now, packet.payload.len());

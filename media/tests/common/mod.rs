@@ -3,8 +3,10 @@
 
 mod proxy;
 mod simulcast;
+mod tap;
 pub use proxy::{Proxy, Verdict};
 pub use simulcast::*;
+pub use tap::ReadTap;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -377,7 +379,15 @@ impl Publisher {
         F: FnOnce(String) -> Fut,
         Fut: std::future::Future<Output = String>,
     {
-        let mut client = Client::new(tcp_only).await;
+        Publisher::negotiate_on(Client::new(tcp_only).await, exchange).await
+    }
+
+    /// Like [`Publisher::negotiate`], on a client the test built (with interceptors of its own).
+    pub async fn negotiate_on<F, Fut>(mut client: Client, exchange: F) -> Publisher
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = String>,
+    {
         let audio = local_track(RtpCodecKind::Audio, "audio", AUDIO_SSRC);
         let video = local_track(RtpCodecKind::Video, "video", VIDEO_SSRC);
         client

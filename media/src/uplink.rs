@@ -1,0 +1,150 @@
+//! [`Uplink`]: a publish connection's media, received past the peer connection.
+//!
+//! A publisher's media is most of what the SFU reads, and in one-to-one calls each packet read
+//! is forwarded only once, so how a packet gets in costs as much as how it gets out. Walking it
+//! through `rtc`'s read pipeline (demultiplexer, ICE and DTLS handlers, an SRTP handler that
+//! parses the header twice and decrypts into a fresh buffer, handler queues, per-track
+//! statistics) was a quarter of the SFU's time there. The uplink decrypts in place, in the
+//! buffer the datagram arrived in, and hands the packet to the connection's feedback chain
+//! itself ([`SharedChain`]), so reports, NACKs and transport-wide-cc feedback still see it.
+//!
+//! It only takes streams the connection has already delivered once: the first packet of each
+//! stream (which is what tells `rtc` a track or simulcast layer exists), RTX, padding-only probe
+//! streams, RTCP, STUN and DTLS all still go through the connection.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rtc::interceptor::{AttributedPacket, Packet, TaggedPacket};
+use rtc::rtp;
+use rtc::shared::TransportContext;
+use rtc::shared::marshal::Unmarshal;
+
+use crate::error::Result;
+use crate::interceptors::SharedChain;
+use crate::srtp::{MasterKeys, SrtpReceiver};
+
+/// What became of a datagram offered to the uplink.
+pub(crate) enum Received {
+    /// A media packet, decrypted, authenticated and seen by the feedback chain.
+    Media(rtp::Packet),
+    /// A packet of one of its streams that failed (forged, replayed, malformed): dropped, as the
+    /// connection would have dropped it.
+    Dropped,
+    /// Not for the uplink: the connection reads it.
+    NotMine(BytesMut),
+}
+
+/// A publish connection's receive path for media of streams it already knows.
+pub(crate) struct Uplink {
+    srtp: SrtpReceiver,
+    chain: SharedChain,
+}
+
+impl Uplink {
+    /// An uplink decrypting with the remote side's keys and feeding the connection's chain.
+    pub fn new(remote: &MasterKeys, chain: SharedChain) -> Result<Self> {
+        Ok(Self {
+            srtp: SrtpReceiver::new(remote)?,
+            chain,
+        })
+    }
+
+    /// The SRTP profile it decrypts.
+    #[cfg(test)]
+    pub fn profile(&self) -> crate::srtp::Profile {
+        self.srtp.profile()
+    }
+
+    /// Takes over a stream the connection has just delivered a packet of, continuing its
+    /// packet index where the connection's SRTP context began it.
+    pub fn adopt(&mut self, ssrc: u32, seq: u16) {
+        self.srtp.seed(ssrc, seq);
+    }
+
+    /// The feedback chain's next deadline: reading a packet can only bring it forward (a
+    /// stream's first packet starts its timers).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.chain.deadline()
+    }
+
+    /// Receives one datagram.
+    #[inline]
+    pub fn receive(
+        &mut self,
+        mut data: BytesMut,
+        now: Instant,
+        transport: TransportContext,
+    ) -> Received {
+        let Some(ssrc) = media_ssrc(&data).filter(|s| self.srtp.knows(*s)) else {
+            return Received::NotMine(data);
+        };
+        let Some(header_len) = header_len(&data) else {
+            return Received::Dropped;
+        };
+        let Ok(len) = self.srtp.unprotect(&mut data, header_len) else {
+            return Received::Dropped;
+        };
+        data.truncate(len);
+        let Ok(packet) = rtp::Packet::unmarshal(&mut data.freeze()) else {
+            return Received::Dropped;
+        };
+        debug_assert_eq!(packet.header.ssrc, ssrc);
+        let msg = TaggedPacket {
+            now,
+            transport,
+            message: AttributedPacket::new(Packet::Rtp(packet)),
+        };
+        match self.chain.read(msg).map(|m| m.message.packet) {
+            Some(Packet::Rtp(packet)) => Received::Media(packet),
+            _ => Received::Dropped,
+        }
+    }
+}
+
+/// The SSRC of an RTP (not RTCP, RFC 5761 §4) packet.
+#[inline]
+fn media_ssrc(d: &[u8]) -> Option<u32> {
+    let rtp = d.len() >= 12 && d[0] >> 6 == 2 && !(192..=223).contains(&d[1]);
+    rtp.then(|| u32::from_be_bytes([d[8], d[9], d[10], d[11]]))
+}
+
+/// The length of an RTP packet's header: fixed part, CSRCs, extension (RFC 3550 §5.1, §5.3.1).
+#[inline]
+fn header_len(d: &[u8]) -> Option<usize> {
+    let mut len = 12 + 4 * (d.first()? & 0x0f) as usize;
+    if d[0] & 0x10 != 0 {
+        let words = u16::from_be_bytes([*d.get(len + 2)?, *d.get(len + 3)?]) as usize;
+        len += 4 + 4 * words;
+    }
+    (len <= d.len()).then_some(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lengths_and_what_is_media() {
+        let mut p = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0xaa, 0xbb];
+        assert_eq!(header_len(&p), Some(12));
+        assert_eq!(media_ssrc(&p), Some(7));
+        p[0] = 0x82; // two CSRCs: longer than the packet
+        assert_eq!(header_len(&p), None);
+        // An extension of one word after the fixed header.
+        let mut x = vec![0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7];
+        x.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0, 0x55]);
+        assert_eq!(header_len(&x), Some(20));
+        x.truncate(14);
+        assert_eq!(header_len(&x), None, "extension header cut off");
+        let mut rtcp = p.clone();
+        rtcp[1] = 200;
+        assert_eq!(media_ssrc(&rtcp), None, "a sender report");
+        assert_eq!(media_ssrc(&[0x16, 0xfe, 0xfd]), None, "DTLS");
+        assert_eq!(
+            media_ssrc(&[0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42]),
+            None,
+            "STUN"
+        );
+    }
+}
