@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 
-use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
+use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_simulcast_extension_headers, configure_twcc_receiver_only,
-};
+use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
@@ -29,11 +27,11 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use crate::Pc;
 use crate::downlink::Downlink;
 use crate::error::Result;
-use crate::interceptors::{FeedbackTap, ReadLink, RridRtxUnwrap, SharedChain, TwccInbox};
+use crate::interceptors::{FeedbackTap, ReadLink, RridRtxUnwrap, TwccInbox};
 use crate::net::outbox::Outbox;
 use crate::net::router::{ConnId, Router};
 use crate::srtp::KeyCapture;
-use crate::uplink::Uplink;
+use crate::uplink::{SharedChain, Uplink};
 
 /// What our host candidates advertise.
 #[derive(Debug, Clone)]
@@ -265,13 +263,27 @@ fn interceptors(kind: Pc, media_engine: &mut MediaEngine) -> Result<Chains> {
         );
     }
     configure_simulcast_extension_headers(media_engine)?;
+    // Transport-wide CC both ways: publishers number their packets for our feedback, and we
+    // number what we send subscribers (our own sender, `Downlink`, past the chain).
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
+                parameter: String::new(),
+            },
+            kind,
+        );
+        media_engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+            },
+            kind,
+            None,
+        )?;
+    }
     Ok(match kind {
         Pc::Publish => {
-            let chain = configure_twcc_receiver_only(Registry::new(), media_engine)?
-                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
-                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-                .build();
-            let shared = SharedChain::new(chain);
+            let shared = SharedChain::default();
             let registry = Registry::new()
                 // Wire-most: the NACK generator and the reports must see a repair as the packet
                 // it repairs. Repairs come on RTX streams, which the uplink never takes.
@@ -281,24 +293,6 @@ fn interceptors(kind: Pc, media_engine: &mut MediaEngine) -> Result<Chains> {
             (registry, None, Some(shared))
         }
         Pc::Subscribe => {
-            // Transport-wide CC is negotiated here but numbered and estimated by our own
-            // sender (`Downlink`), which writes media past the chain.
-            for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
-                media_engine.register_feedback(
-                    RTCPFeedback {
-                        typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
-                        parameter: String::new(),
-                    },
-                    kind,
-                );
-                media_engine.register_header_extension(
-                    RTCRtpHeaderExtensionCapability {
-                        uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
-                    },
-                    kind,
-                    None,
-                )?;
-            }
             let inbox = TwccInbox::default();
             let registry = Registry::new().with(
                 Slot::from(14_000),

@@ -21,8 +21,10 @@ use rtc::shared::TransportContext;
 use rtc::shared::marshal::Unmarshal;
 
 use crate::error::Result;
-use crate::interceptors::SharedChain;
+
+mod feedback;
 use crate::srtp::{MasterKeys, SrtpReceiver};
+pub(crate) use feedback::SharedChain;
 
 /// What became of a datagram offered to the uplink.
 pub(crate) enum Received {
