@@ -435,7 +435,7 @@ mod tests {
                 unreachable!("started above")
             };
             match uplink.receive(m.message, now, transport) {
-                Received::Media(p) => {
+                Received::Media(p, _) => {
                     by_uplink.push((p.header.sequence_number, p.payload.to_vec()))
                 }
                 Received::Dropped => panic!("a packet of a known stream failed"),

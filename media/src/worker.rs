@@ -341,11 +341,10 @@ impl Worker {
         };
         let message = match peer.uplink.as_mut() {
             Some(uplink) => match uplink.receive(d.data, d.at, transport) {
-                Received::Media(packet) => {
+                Received::Media(packet, deadline) => {
                     // Whatever the chain now wants to send (reports, NACKs, feedback) it sends
                     // on its timers. Only the chain's deadline can have moved, and asking the
                     // chain alone is far cheaper than asking the whole connection.
-                    let deadline = uplink.deadline();
                     self.ctx.media_in.uplink += 1;
                     r.forward_media(&mut self.ctx, &pid, packet, d.at);
                     if let Some(at) = deadline {

@@ -141,16 +141,12 @@ pub(crate) struct SharedChain(Arc<Mutex<Feedback>>);
 
 impl SharedChain {
     /// Runs one inbound packet through the chain and returns what comes out (the packet, or
-    /// nothing if a link dropped it).
-    pub(crate) fn read(&self, msg: TaggedPacket) -> Option<TaggedPacket> {
+    /// nothing if a link dropped it) with the chain's next deadline, under one lock.
+    pub(crate) fn read(&self, msg: TaggedPacket) -> Option<(TaggedPacket, Option<Instant>)> {
         let mut chain = self.0.lock().ok()?;
         chain.handle_read(msg).ok()?;
-        chain.poll_read()
-    }
-
-    /// The chain's next deadline.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.with(|c| c.poll_timeout()).flatten()
+        let packet = chain.poll_read()?;
+        Some((packet, chain.poll_timeout()))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Feedback) -> R) -> Option<R> {

@@ -28,8 +28,10 @@ pub(crate) use feedback::SharedChain;
 
 /// What became of a datagram offered to the uplink.
 pub(crate) enum Received {
-    /// A media packet, decrypted, authenticated and seen by the feedback chain.
-    Media(rtp::Packet),
+    /// A media packet, decrypted, authenticated and seen by the feedback chain, with the chain's
+    /// deadline after it: reading a packet can only bring that forward (a stream's first packet
+    /// starts its timers).
+    Media(rtp::Packet, Option<Instant>),
     /// A packet of one of its streams that failed (forged, replayed, malformed): dropped, as the
     /// connection would have dropped it.
     Dropped,
@@ -64,12 +66,6 @@ impl Uplink {
         self.srtp.seed(ssrc, seq);
     }
 
-    /// The feedback chain's next deadline: reading a packet can only bring it forward (a
-    /// stream's first packet starts its timers).
-    pub fn deadline(&self) -> Option<Instant> {
-        self.chain.deadline()
-    }
-
     /// Receives one datagram.
     #[inline]
     pub fn receive(
@@ -97,9 +93,12 @@ impl Uplink {
             transport,
             message: AttributedPacket::new(Packet::Rtp(packet)),
         };
-        match self.chain.read(msg).map(|m| m.message.packet) {
-            Some(Packet::Rtp(packet)) => Received::Media(packet),
-            _ => Received::Dropped,
+        match self.chain.read(msg) {
+            Some((m, deadline)) => match m.message.packet {
+                Packet::Rtp(packet) => Received::Media(packet, deadline),
+                _ => Received::Dropped,
+            },
+            None => Received::Dropped,
         }
     }
 }
