@@ -288,7 +288,8 @@ fn interceptors(kind: Pc, media_engine: &mut MediaEngine) -> Result<Chains> {
                 // Wire-most: the NACK generator and the reports must see a repair as the packet
                 // it repairs. Repairs come on RTX streams, which the uplink never takes.
                 .with(Slot::from(500), ReadLink::<RridRtxUnwrap>::default())
-                // Where the first link it holds (the NACK generator, 7 000) would sit.
+                // Where `rtc`'s NACK generator (7 000), the first of the links it stands in for,
+                // would sit.
                 .with(Slot::from(6_900), shared.clone());
             (registry, None, Some(shared))
         }

@@ -23,6 +23,7 @@ use rtc::shared::marshal::Unmarshal;
 use crate::error::Result;
 
 mod feedback;
+mod reception;
 use crate::srtp::{MasterKeys, SrtpReceiver};
 pub(crate) use feedback::SharedChain;
 
