@@ -13,6 +13,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -179,7 +180,7 @@ async fn sender_reports_reach_subscribers_and_receiver_reports_reach_publishers(
 /// The SFU reads most of a publisher's media with its own receiver, past the connection; the
 /// publisher's estimate still needs every packet accounted for. Receiver reports must follow the
 /// streams to their last packet with nothing lost, and transport-wide-cc feedback must report
-/// (nearly) every packet received.
+/// (nearly) every packet received, and a loss-free stream must draw no NACK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feedback_to_the_publisher_covers_every_packet() {
     let sfu = start_sfu(false).await;
@@ -188,7 +189,8 @@ async fn feedback_to_the_publisher_covers_every_packet() {
     // Wire-most on the publisher: a copy of the reports and feedback the SFU sends it.
     let reports: Arc<Mutex<Vec<ReceptionReport>>> = Default::default();
     let twcc: Arc<Mutex<Vec<TransportLayerCc>>> = Default::default();
-    let (r_log, t_log) = (reports.clone(), twcc.clone());
+    let nacks = Arc::new(AtomicUsize::new(0));
+    let (r_log, t_log, n_log) = (reports.clone(), twcc.clone(), nacks.clone());
     let log = ReadTap::new(move |msg: &TaggedPacket| {
         let Packet::Rtcp(packets) = &msg.message.packet else {
             return;
@@ -201,6 +203,9 @@ async fn feedback_to_the_publisher_covers_every_packet() {
             if let (Some(cc), Ok(mut log)) = (any.downcast_ref::<TransportLayerCc>(), t_log.lock())
             {
                 log.push(cc.clone());
+            }
+            if any.is::<TransportLayerNack>() {
+                n_log.fetch_add(1, Ordering::Relaxed);
             }
         }
     });
@@ -252,5 +257,10 @@ async fn feedback_to_the_publisher_covers_every_packet() {
         received >= 2 * frames as usize * 95 / 100,
         "transport-wide-cc feedback acknowledged {received} of {} packets",
         2 * frames
+    );
+    assert_eq!(
+        nacks.load(Ordering::Relaxed),
+        0,
+        "NACKs for a loss-free stream"
     );
 }
