@@ -4,15 +4,21 @@
 //! measured in the same run: the same header rewrite plus one in-place AES-128-GCM seal per
 //! subscriber.
 //!
-//! Run: `cargo bench -p mescon-media --bench forwarding`. After criterion's groups it prints a
-//! table of ns per forwarded packet and the ratio real / lower bound, timed back to back so
-//! machine noise hits both sides alike.
+//! And the way in, which one-to-one calls pay once per forwarded packet too: one publisher
+//! datagram read through the SFU's uplink (SRTP authenticated and decrypted in place with the
+//! keys of a real `rtc` publisher connection, parsed, recorded for receiver reports, NACKs and
+//! transport-wide-cc feedback), beside the floor of one in-place AES-128-GCM open.
+//!
+//! Run: `cargo bench -p mescon-media --bench forwarding`. After criterion's groups it prints
+//! tables of ns per packet and the ratio real / lower bound, timed back to back so machine
+//! noise hits both sides alike.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput};
-use mescon_media::bench::ForwardBench;
+use mescon_media::bench::{ForwardBench, ReceiveBench};
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -74,6 +80,95 @@ impl LowerBound {
     }
 }
 
+/// Payload sizes of the way-in cases: a video and an audio packet.
+const RECEIVE_CASES: [(&str, usize); 2] = [("receive_1200B", 1200), ("receive_100B", 100)];
+/// Datagrams prepared per timed batch: each can be read only once (replay protection, and
+/// decryption in place), so they are made ahead, untimed.
+const RECEIVE_BATCH: usize = 4096;
+
+/// The floor of the way in: authenticate and decrypt the payload in place with AES-128-GCM
+/// (the RFC 7714 IV) after reading the 12-byte header it covers.
+struct OpenFloor {
+    key: LessSafeKey,
+    salt: [u8; 12],
+    sealed: Vec<u8>,
+}
+
+impl OpenFloor {
+    fn new(len: usize) -> Self {
+        let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[9u8; 16]).expect("key"));
+        let salt = [4u8; 12];
+        let mut sealed = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0x5e, 0xed];
+        sealed.extend(std::iter::repeat_n(0xab, len));
+        let (hdr, body) = sealed.split_at_mut(12);
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(Self::iv(&salt, hdr)),
+                Aad::from(&*hdr),
+                body,
+            )
+            .expect("seal");
+        sealed.extend_from_slice(tag.as_ref());
+        Self { key, salt, sealed }
+    }
+
+    fn iv(salt: &[u8; 12], hdr: &[u8]) -> [u8; 12] {
+        let mut iv = *salt;
+        for i in 0..4 {
+            iv[2 + i] ^= hdr[8 + i];
+        }
+        iv[10] ^= hdr[2];
+        iv[11] ^= hdr[3];
+        iv
+    }
+
+    fn datagrams(&self, n: usize) -> Vec<BytesMut> {
+        (0..n).map(|_| BytesMut::from(&self.sealed[..])).collect()
+    }
+
+    fn open(&self, d: &mut BytesMut) -> usize {
+        let (hdr, body) = d.split_at_mut(12);
+        let nonce = Nonce::assume_unique_for_key(Self::iv(&self.salt, hdr));
+        self.key
+            .open_in_place(nonce, Aad::from(&*hdr), body)
+            .map_or(0, |p| p.len())
+    }
+}
+
+/// Times reading `iters` prepared datagrams through the uplink.
+fn time_receive(real: &mut ReceiveBench, len: usize, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters as usize;
+    while left > 0 {
+        let batch = real
+            .datagrams(left.min(RECEIVE_BATCH), len)
+            .expect("publisher sends");
+        left -= batch.len();
+        let t = Instant::now();
+        for d in batch {
+            // Every datagram must come out as media, or the bench times refusals.
+            assert!(black_box(real.receive(d)).is_some(), "a packet was refused");
+        }
+        total += t.elapsed();
+    }
+    total
+}
+
+fn time_open(floor: &OpenFloor, len: usize, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters as usize;
+    while left > 0 {
+        let mut batch = floor.datagrams(left.min(RECEIVE_BATCH));
+        left -= batch.len();
+        let t = Instant::now();
+        for d in &mut batch {
+            assert_eq!(black_box(floor.open(d)), len);
+        }
+        total += t.elapsed();
+    }
+    total
+}
+
 fn benches(c: &mut Criterion) {
     for (name, kind, len) in CASES {
         let mut group = c.benchmark_group(name);
@@ -99,6 +194,23 @@ fn benches(c: &mut Criterion) {
                 b.iter(|| black_box(floor.forward(&p, n)))
             });
         }
+        group.finish();
+    }
+    for (name, len) in RECEIVE_CASES {
+        let mut group = c.benchmark_group(name);
+        group
+            .sample_size(20)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .throughput(Throughput::Elements(1));
+        let mut real = ReceiveBench::new().expect("in-memory publisher");
+        group.bench_function("real", |b| {
+            b.iter_custom(|iters| time_receive(&mut real, len, iters))
+        });
+        let floor = OpenFloor::new(len);
+        group.bench_function("lower_bound", |b| {
+            b.iter_custom(|iters| time_open(&floor, len, iters))
+        });
         group.finish();
     }
 }
@@ -147,9 +259,38 @@ fn ratio_table() {
     }
 }
 
+/// ns per publisher packet read, both ways in, measured back to back (best of 5 rounds).
+fn receive_table() {
+    println!("\nReceiving cost per publisher packet (best of 5 rounds of 20 000 packets)");
+    println!(
+        "{:<14} {:>12} {:>14} {:>7}",
+        "case", "real ns/pkt", "bound ns/pkt", "ratio"
+    );
+    for (name, len) in RECEIVE_CASES {
+        let mut real = ReceiveBench::new().expect("in-memory publisher");
+        let floor = OpenFloor::new(len);
+        let (mut best_real, mut best_floor) = (f64::MAX, f64::MAX);
+        let iters = 20_000;
+        for _ in 0..5 {
+            let t = time_receive(&mut real, len, iters);
+            best_real = best_real.min(t.as_nanos() as f64 / iters as f64);
+            let t = time_open(&floor, len, iters);
+            best_floor = best_floor.min(t.as_nanos() as f64 / iters as f64);
+        }
+        println!(
+            "{:<14} {:>12.0} {:>14.0} {:>7.2}",
+            name,
+            best_real,
+            best_floor,
+            best_real / best_floor
+        );
+    }
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     benches(&mut c);
     c.final_summary();
     ratio_table();
+    receive_table();
 }

@@ -30,6 +30,9 @@ use crate::rtp::codec::Codec;
 use crate::track::TrackId;
 use crate::{Pc, room};
 
+mod receive;
+pub use receive::ReceiveBench;
+
 const SFU_ADDR: &str = "127.0.0.1:7882";
 
 /// One subscriber: the SFU side of its connection, its downtrack, and the client side.
@@ -271,17 +274,19 @@ fn datagram(from: SocketAddr, to: SocketAddr, message: BytesMut) -> TaggedBytesM
 /// A plain client peer connection with one host candidate at `addr` (default codecs and
 /// interceptors), as the benches' and load harness's clients use.
 pub fn client_pc(addr: SocketAddr, now: Instant) -> Result<RTCPeerConnection> {
-    client_pc_with(addr, now, SettingEngineBuilder::new().build())
+    client_pc_configured(addr, now, SettingEngineBuilder::new().build(), |r| r)
 }
 
-fn client_pc_with(
+/// [`client_pc`] with these settings, and interceptors added by `configure`.
+fn client_pc_configured(
     addr: SocketAddr,
     now: Instant,
     settings: SettingEngine,
+    configure: impl FnOnce(Registry) -> Registry,
 ) -> Result<RTCPeerConnection> {
     let mut me = MediaEngine::default();
     me.register_default_codecs()?;
-    let registry = register_default_interceptors(Registry::new(), &mut me)?;
+    let registry = configure(register_default_interceptors(Registry::new(), &mut me)?);
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_setting_engine(settings)
@@ -307,11 +312,8 @@ fn client_pc_with(
 mod tests {
     use super::*;
     use crate::srtp::Profile;
-    use crate::uplink::Received;
     use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-    use rtc::media_stream::MediaStreamTrack;
     use rtc::peer_connection::message::RTCMessage;
-    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
 
     #[test]
     fn in_memory_subscribers_get_srtp() {
@@ -358,102 +360,32 @@ mod tests {
     /// `rtc` publisher sends, in the profile the two negotiated, across a sequence wrap, once
     /// the connection has delivered the stream's first packet.
     fn the_uplink_reads_a_real_publisher(offered: SrtpProtectionProfile, expect: Profile) {
-        let now = Instant::now();
-        let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("addr");
-        let candidates = Candidates {
-            udp_port: sfu_addr.port(),
-            tcp_port: None,
-            ips: vec![sfu_addr.ip()],
-        };
-        let mut sfu = Peer::new(ConnId(1), Pc::Publish, &candidates, now).expect("peer");
-        let at = SocketAddr::from(([127, 0, 0, 3], 20_000));
-        let settings = SettingEngineBuilder::new()
-            .with_srtp_protection_profiles(vec![offered])
-            .build();
-        let mut client = client_pc_with(at, now, settings).expect("client");
-        let ssrc = 0x0bad_cafe;
-        let track = MediaStreamTrack::new(
-            "pub".into(),
-            "v".into(),
-            "v".into(),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: RTCRtpCodec {
-                    mime_type: "video/VP8".into(),
-                    clock_rate: 90_000,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }],
-        );
-        let sender_id = client.add_track(track).expect("track");
-        let offer = client.create_offer(None).expect("offer");
-        client.set_local_description(now, offer).expect("local");
-        let offer = client.local_description().expect("offer");
-        sfu.pc.set_remote_description(now, offer).expect("remote");
-        let answer = sfu.pc.create_answer(None).expect("answer");
-        sfu.pc.set_local_description(now, answer).expect("local");
-        let answer = sfu.pc.local_description().expect("answer");
-        client.set_remote_description(now, answer).expect("remote");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !sfu.connected {
-            assert!(Instant::now() < deadline, "did not connect");
-            pump(&mut sfu, &mut client, sfu_addr, at);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        sfu.start_uplink().expect("the remote keys were captured");
-        assert_eq!(sfu.uplink.as_ref().map(|u| u.profile()), Some(expect));
-
-        let mut sender = client.rtp_sender(sender_id).expect("sender");
-        let pt = sender.get_parameters().rtp_parameters.codecs[0].payload_type;
-        let sent: Vec<(u16, Vec<u8>)> = (0..30u16)
-            .map(|i| (65_520u16.wrapping_add(i), vec![i as u8; 300 + i as usize]))
+        let mut b = ReceiveBench::offering(vec![offered]).expect("connects");
+        assert_eq!(b.profile(), Some(expect));
+        assert_eq!(b.by_connection, 1, "the stream's first packet");
+        let sent = b.datagrams(29, 300).expect("sent");
+        assert_eq!(sent.len(), 29);
+        let got: Vec<rtp::Packet> = sent
+            .into_iter()
+            .map(|d| b.receive(d).expect("a packet of a known stream failed"))
             .collect();
-        for (seq, payload) in &sent {
-            let header = rtp::header::Header {
-                version: 2,
-                payload_type: pt,
-                sequence_number: *seq,
-                timestamp: *seq as u32 * 3000,
-                ssrc,
-                ..Default::default()
-            };
-            let p = rtp::Packet {
-                header,
-                payload: payload.clone().into(),
-            };
-            sender.write_rtp(now, p).expect("write");
-        }
-        let transport = datagram(at, sfu_addr, BytesMut::new()).transport;
-        let (mut by_uplink, mut by_connection) = (Vec::new(), 0);
-        while let Some(m) = client.poll_write() {
-            let Some(uplink) = sfu.uplink.as_mut() else {
-                unreachable!("started above")
-            };
-            match uplink.receive(m.message, now, transport) {
-                Received::Media(p, _) => {
-                    by_uplink.push((p.header.sequence_number, p.payload.to_vec()))
-                }
-                Received::Dropped => panic!("a packet of a known stream failed"),
-                Received::NotMine(data) => {
-                    // What the room does with the connection's packets: adopt the stream.
-                    let _ = sfu.pc.handle_read(datagram(at, sfu_addr, data));
-                    while let Some(m) = sfu.pc.poll_read() {
-                        if let RTCMessage::RtpPacket(_, p) = m.message {
-                            let (s, seq) = (p.header.ssrc, p.header.sequence_number);
-                            uplink.adopt(s, seq);
-                            by_connection += 1;
-                        }
-                    }
-                }
-            }
-        }
-        assert_eq!(by_connection, 1, "only the stream's first packet");
-        assert_eq!(by_uplink.as_slice(), &sent[1..]);
+        // Like a browser's, every packet carries its transport-wide number (two bytes).
+        assert!(
+            got.iter()
+                .all(|p| p.header.extensions.iter().any(|e| e.payload.len() == 2)),
+            "{:?}",
+            got[0].header
+        );
+        let got: Vec<(u16, Vec<u8>)> = got
+            .into_iter()
+            .map(|p| (p.header.sequence_number, p.payload.to_vec()))
+            .collect();
+        let want: Vec<(u16, Vec<u8>)> = (1..30u16)
+            .map(|i| 65_520u16.wrapping_add(i))
+            .map(|seq| (seq, ReceiveBench::payload(seq, 300)))
+            .collect();
+        assert_eq!(got, want, "every packet, in order, across the wrap");
+        assert_eq!(b.by_connection, 1, "only the stream's first packet");
     }
 
     #[test]
