@@ -12,7 +12,6 @@ use rtc::peer_connection::configuration::interceptor_registry::register_default_
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
-use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
@@ -87,12 +86,7 @@ impl ForwardBench {
     /// Connects `subscribers` in-memory clients to one video (VP8) or audio (Opus) track.
     pub fn new(subscribers: usize, kind: RtpCodecKind) -> Result<Self> {
         let now = Instant::now();
-        let sfu_addr: SocketAddr = SFU_ADDR.parse().map_err(|_| Error::Signaling("addr"))?;
-        let candidates = Candidates {
-            udp_port: sfu_addr.port(),
-            tcp_port: None,
-            ips: vec![sfu_addr.ip()],
-        };
+        let (sfu_addr, candidates) = sfu_side()?;
         let codec = match kind {
             RtpCodecKind::Audio => RTCRtpCodec {
                 mime_type: "audio/opus".into(),
@@ -144,23 +138,7 @@ impl ForwardBench {
     fn connect(&mut self, sfu_addr: SocketAddr) -> Result<()> {
         let now = Instant::now();
         for leg in &mut self.legs {
-            let offer = leg.sfu.pc.create_offer(None)?;
-            leg.sfu.pc.set_local_description(now, offer)?;
-            let sdp = leg
-                .sfu
-                .pc
-                .local_description()
-                .ok_or(Error::Signaling("offer"))?;
-            leg.client.set_remote_description(now, sdp)?;
-            let answer = leg.client.create_answer(None)?;
-            leg.client.set_local_description(now, answer)?;
-            let sdp = leg
-                .client
-                .local_description()
-                .ok_or(Error::Signaling("answer"))?;
-            leg.sfu
-                .pc
-                .set_remote_description(now, RTCSessionDescription::answer(sdp.sdp)?)?;
+            negotiate(&mut leg.sfu.pc, &mut leg.client, now)?;
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.legs.iter().any(|l| !l.sfu.connected) {
@@ -230,6 +208,38 @@ impl Leg {
         pump(&mut self.sfu, &mut self.client, sfu_addr, self.client_addr);
         Ok(())
     }
+}
+
+/// The SFU's address in the benches, and its host candidates there.
+fn sfu_side() -> Result<(SocketAddr, Candidates)> {
+    let addr: SocketAddr = SFU_ADDR.parse().map_err(|_| Error::Signaling("addr"))?;
+    let candidates = Candidates {
+        udp_port: addr.port(),
+        tcp_port: None,
+        ips: vec![addr.ip()],
+    };
+    Ok((addr, candidates))
+}
+
+/// One offer/answer exchange between two connections.
+fn negotiate(
+    offerer: &mut RTCPeerConnection,
+    answerer: &mut RTCPeerConnection,
+    now: Instant,
+) -> Result<()> {
+    let offer = offerer.create_offer(None)?;
+    offerer.set_local_description(now, offer)?;
+    let offer = offerer
+        .local_description()
+        .ok_or(Error::Signaling("offer"))?;
+    answerer.set_remote_description(now, offer)?;
+    let answer = answerer.create_answer(None)?;
+    answerer.set_local_description(now, answer)?;
+    let answer = answerer
+        .local_description()
+        .ok_or(Error::Signaling("answer"))?;
+    offerer.set_remote_description(now, answer)?;
+    Ok(())
 }
 
 /// Moves datagrams both ways between the SFU side of a connection and its in-memory client,

@@ -21,11 +21,11 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol;
 use rtc::shared::TransportContext;
 
-use super::{SFU_ADDR, datagram, pump};
+use super::{datagram, negotiate, pump, sfu_side};
 use crate::Pc;
 use crate::error::{Error, Result};
 use crate::net::router::ConnId;
-use crate::peer::{Candidates, Peer};
+use crate::peer::Peer;
 use crate::uplink::Received;
 
 /// Where the in-memory publisher sits.
@@ -62,12 +62,7 @@ impl ReceiveBench {
     /// starting with sequence number 65 520 so that a run soon crosses a wrap.
     pub(crate) fn offering(profiles: Vec<SrtpProtectionProfile>) -> Result<Self> {
         let now = Instant::now();
-        let sfu_addr: SocketAddr = SFU_ADDR.parse().map_err(|_| Error::Signaling("addr"))?;
-        let candidates = Candidates {
-            udp_port: sfu_addr.port(),
-            tcp_port: None,
-            ips: vec![sfu_addr.ip()],
-        };
+        let (sfu_addr, candidates) = sfu_side()?;
         let mut sfu = Peer::new(ConnId(1), Pc::Publish, &candidates, now)?;
         let at = SocketAddr::from(PUBLISHER_ADDR);
         let settings = SettingEngineBuilder::new()
@@ -96,19 +91,7 @@ impl ReceiveBench {
             }],
         );
         let sender = client.add_track(track)?;
-        let offer = client.create_offer(None)?;
-        client.set_local_description(now, offer)?;
-        let offer = client
-            .local_description()
-            .ok_or(Error::Signaling("offer"))?;
-        sfu.pc.set_remote_description(now, offer)?;
-        let answer = sfu.pc.create_answer(None)?;
-        sfu.pc.set_local_description(now, answer)?;
-        let answer = sfu
-            .pc
-            .local_description()
-            .ok_or(Error::Signaling("answer"))?;
-        client.set_remote_description(now, answer)?;
+        negotiate(&mut client, &mut sfu.pc, now)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while !sfu.connected {
             if Instant::now() > deadline {
