@@ -329,18 +329,11 @@ impl Worker {
         let Some(r) = self.rooms.get_mut(&room) else {
             return;
         };
-        let local = self.ctx.transport.local_for(d.peer, d.proto);
         let Some(peer) = r.participants.get_mut(&pid).and_then(|p| p.peer_mut(pc)) else {
             return;
         };
-        let transport = TransportContext {
-            local_addr: local,
-            peer_addr: d.peer,
-            ecn: None,
-            transport_protocol: d.proto,
-        };
         let message = match peer.uplink.as_mut() {
-            Some(uplink) => match uplink.receive(d.data, d.at, transport) {
+            Some(uplink) => match uplink.receive(d.data, d.at) {
                 Received::Media(packet, deadline) => {
                     // Whatever the chain now wants to send (reports, NACKs, feedback) it sends
                     // on its timers. Only the chain's deadline can have moved, and asking the
@@ -359,7 +352,12 @@ impl Worker {
         };
         let msg = TaggedBytesMut {
             now: d.at,
-            transport,
+            transport: TransportContext {
+                local_addr: self.ctx.transport.local_for(d.peer, d.proto),
+                peer_addr: d.peer,
+                ecn: None,
+                transport_protocol: d.proto,
+            },
             message,
         };
         if peer.pc.handle_read(msg).is_err() {

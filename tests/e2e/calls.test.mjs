@@ -36,6 +36,15 @@ async function framesDecoded(page) {
   return stats.filter((s) => s.type === 'inbound-rtp' && s.kind === 'video').reduce((n, s) => n + (s.framesDecoded || 0), 0);
 }
 
+/**
+ * What the page's browser estimates it may send to the SFU, bits/s: Chromium's GCC on the publish
+ * connection, which climbs from its 300 kbit/s start only on the SFU's transport-wide-cc feedback.
+ */
+async function sendEstimate(page) {
+  const stats = await page.evaluate(() => window.mesconCall.getStats());
+  return Math.max(0, ...stats.filter((s) => s.pc === 'publish' && s.type === 'candidate-pair').map((s) => s.availableOutgoingBitrate || 0));
+}
+
 /** The simulcast layers (RIDs) the page's browser is encoding and sending, e.g. 'q,h,f'. */
 async function sendingRids(page) {
   const encodings = await page.evaluate(() => window.mesconCall.sendEncodings());
@@ -68,6 +77,10 @@ test('video call: both sides decode, chat during the call, window controls, hang
   for (const page of [alice, bob]) {
     await eventually(async () => (await framesDecoded(page)) > 0, { timeout: 20_000, interval: 250, message: 'remote video frames decoded' });
   }
+  // The SFU's feedback on Alice's media lets her browser's bandwidth estimate climb past what
+  // it starts from (the fake camera's three layers want ~1.7 Mbit/s).
+  await eventually(async () => (await sendEstimate(alice)) > 1_000_000, { timeout: 15_000, interval: 250, message: 'send-side estimate above 1 Mbit/s' })
+    .catch(async (e) => { throw new Error(`${e.message}; estimate ${await sendEstimate(alice)} bit/s`); });
   // Local preview is mirrored, remote video is not.
   assert.match(await alice.locator(tid('local-video')).getAttribute('class'), /\bmirror\b/);
   assert.doesNotMatch(await alice.locator(tid('remote-video')).getAttribute('class'), /\bmirror\b/);

@@ -177,7 +177,7 @@ impl ReceiveBench {
     pub fn receive(&mut self, data: BytesMut) -> Option<rtp::Packet> {
         self.clock += ARRIVAL_GAP;
         let uplink = self.sfu.uplink.as_mut()?;
-        match uplink.receive(data, self.clock, self.transport) {
+        match uplink.receive(data, self.clock) {
             Received::Media(packet, _) => Some(packet),
             Received::Dropped => None,
             Received::NotMine(data) => {

@@ -5,8 +5,9 @@
 //! through `rtc`'s read pipeline (demultiplexer, ICE and DTLS handlers, an SRTP handler that
 //! parses the header twice and decrypts into a fresh buffer, handler queues, per-track
 //! statistics) was a quarter of the SFU's time there. The uplink decrypts in place, in the
-//! buffer the datagram arrived in, and hands the packet to the connection's feedback chain
-//! itself ([`SharedChain`]), so reports, NACKs and transport-wide-cc feedback still see it.
+//! buffer the datagram arrived in, and records the packet's header in the connection's
+//! feedback itself ([`SharedChain`]), so reports, NACKs and transport-wide-cc feedback still
+//! cover it.
 //!
 //! It only takes streams the connection has already delivered once: the first packet of each
 //! stream (which is what tells `rtc` a track or simulcast layer exists), RTX, padding-only probe
@@ -15,21 +16,20 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use rtc::interceptor::{AttributedPacket, Packet, TaggedPacket};
 use rtc::rtp;
-use rtc::shared::TransportContext;
 use rtc::shared::marshal::Unmarshal;
 
 use crate::error::Result;
 
 mod feedback;
 mod reception;
+mod twcc;
 use crate::srtp::{MasterKeys, SrtpReceiver};
 pub(crate) use feedback::SharedChain;
 
 /// What became of a datagram offered to the uplink.
 pub(crate) enum Received {
-    /// A media packet, decrypted, authenticated and seen by the feedback chain, with the chain's
+    /// A media packet, decrypted, authenticated and recorded by the feedback, with the feedback's
     /// deadline after it: reading a packet can only bring that forward (a stream's first packet
     /// starts its timers).
     Media(rtp::Packet, Option<Instant>),
@@ -69,12 +69,7 @@ impl Uplink {
 
     /// Receives one datagram.
     #[inline]
-    pub fn receive(
-        &mut self,
-        mut data: BytesMut,
-        now: Instant,
-        transport: TransportContext,
-    ) -> Received {
+    pub fn receive(&mut self, mut data: BytesMut, now: Instant) -> Received {
         let Some(ssrc) = media_ssrc(&data).filter(|s| self.srtp.knows(*s)) else {
             return Received::NotMine(data);
         };
@@ -89,16 +84,8 @@ impl Uplink {
             return Received::Dropped;
         };
         debug_assert_eq!(packet.header.ssrc, ssrc);
-        let msg = TaggedPacket {
-            now,
-            transport,
-            message: AttributedPacket::new(Packet::Rtp(packet)),
-        };
-        match self.chain.read(msg) {
-            Some((m, deadline)) => match m.message.packet {
-                Packet::Rtp(packet) => Received::Media(packet, deadline),
-                _ => Received::Dropped,
-            },
+        match self.chain.record(&packet.header, now) {
+            Some(deadline) => Received::Media(packet, deadline),
             None => Received::Dropped,
         }
     }
