@@ -82,8 +82,8 @@ impl Feedback {
             .and_then(|e| Some(u16::from_be_bytes([*e.first()?, *e.get(1)?])))
         {
             if self.twcc.record(seq, header.ssrc, now) {
-                // Due now: the timer sends it, on whichever path the packet came.
-                self.next_twcc = Some(now);
+                // Due now (or already): the timer sends it, on whichever path the packet came.
+                self.next_twcc = Some(self.next_twcc.map_or(now, |t| t.min(now)));
             }
             self.next_twcc.get_or_insert(now + TWCC_INTERVAL);
         }

@@ -371,4 +371,23 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_full_window_asks_for_feedback_and_then_keeps_the_newest() {
+        let t0 = Instant::now();
+        let mut r = TwccRecorder::new(1);
+        let due: Vec<bool> = (0..1_000u16)
+            .map(|i| r.record(i, 1, t0 + Duration::from_micros(i as u64 * 100)))
+            .collect();
+        assert_eq!(
+            due.iter().position(|d| *d),
+            Some(WINDOW / 2),
+            "half the window waits"
+        );
+        // Nobody sent feedback: only the newest window's worth is still reported.
+        let got: Vec<_> = r.feedback().iter().flat_map(|f| decode(&wire(f))).collect();
+        assert_eq!(got.len(), WINDOW);
+        assert_eq!(got.first().map(|g| g.0), Some(1_000 - WINDOW as u16));
+        assert!(got.iter().all(|(_, at)| at.is_some()));
+    }
 }

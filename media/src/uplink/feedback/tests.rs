@@ -293,3 +293,43 @@ fn transport_wide_feedback_agrees_with_rtcs() {
     let received = mine.values().filter(|v| v.is_some()).count();
     assert_eq!(received, rtcs.values().filter(|v| v.is_some()).count());
 }
+
+#[test]
+fn transport_wide_feedback_goes_early_when_the_recorder_fills() {
+    let t0 = Instant::now();
+    let mut fb = Feedback::default();
+    let mut info = stream(1, 90_000, false);
+    info.rtp_header_extensions = vec![rtc::interceptor::RTPHeaderExtension {
+        uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+        id: 3,
+    }];
+    fb.bind_remote_stream(&info);
+    let mut deadlines = Vec::new();
+    for seq in 0..200u16 {
+        let now = t0 + Duration::from_micros(seq as u64 * 50);
+        let mut msg = rtp(1, seq, 0, now);
+        if let Packet::Rtp(p) = &mut msg.message.packet {
+            let ext = bytes::Bytes::copy_from_slice(&seq.to_be_bytes());
+            p.header.set_extension(3, ext).expect("extension");
+        }
+        fb.handle_read(msg).expect("read");
+        deadlines.push(fb.poll_timeout());
+    }
+    assert_eq!(
+        deadlines[0],
+        Some(t0 + TWCC_INTERVAL),
+        "the interval from the first packet"
+    );
+    // 200 packets in 10 ms: the recorder fills to half long before the interval is up.
+    let early = t0 + Duration::from_micros(128 * 50);
+    assert_eq!(deadlines[128], Some(early));
+    fb.handle_timeout(early).expect("timers");
+    let sent = written(&mut fb);
+    assert!(
+        sent.iter()
+            .any(|p| p
+                .as_any()
+                .is::<rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc>()),
+        "{sent:?}"
+    );
+}
