@@ -91,6 +91,21 @@ impl Uplink {
     }
 }
 
+/// A small deterministic generator (xorshift64) for the uplink's randomised tests.
+#[cfg(test)]
+pub(crate) struct TestRng(pub u64);
+
+#[cfg(test)]
+impl TestRng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
 /// The SSRC of an RTP (not RTCP, RFC 5761 §4) packet.
 #[inline]
 fn media_ssrc(d: &[u8]) -> Option<u32> {

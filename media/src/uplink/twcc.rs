@@ -320,13 +320,8 @@ mod tests {
     /// the last feedback that covers its number; none that did not arrive is.
     #[test]
     fn random_arrivals_are_reported_as_they_happened() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = super::super::TestRng(0x2545_f491_4f6c_dd1du64);
+        let mut next = |n: u64| rng.below(n);
         let t0 = Instant::now();
         for round in 0..100 {
             let start = next(65_536) as u16;

@@ -218,13 +218,8 @@ fn transport_wide_feedback_agrees_with_rtcs() {
     let mut theirs = TwccReceiverBuilder::new().build();
     ours.bind_remote_stream(&info);
     theirs.bind_remote_stream(&info);
-    let mut rng = 0x853c_49e6_748f_ea9bu64;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = crate::uplink::TestRng(0x853c_49e6_748f_ea9bu64);
+    let mut next = |n: u64| rng.below(n);
     let start = 65_000u16;
     let mut arrivals: Vec<(u64, u16)> = Vec::new();
     for i in 0..3_000u64 {
