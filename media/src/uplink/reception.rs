@@ -353,7 +353,7 @@ mod tests {
     /// came, for one before the stream's start or for one outside the log.
     #[test]
     fn random_streams_agree_with_a_model() {
-        let mut rng = super::super::TestRng(0x9e37_79b9_7f4a_7c15u64);
+        let mut rng = crate::uplink::TestRng(0x9e37_79b9_7f4a_7c15u64);
         let mut next = |n: u64| rng.below(n);
         for round in 0..200 {
             let start = next(65_536) as u16;

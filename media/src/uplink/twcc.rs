@@ -320,7 +320,7 @@ mod tests {
     /// the last feedback that covers its number; none that did not arrive is.
     #[test]
     fn random_arrivals_are_reported_as_they_happened() {
-        let mut rng = super::super::TestRng(0x2545_f491_4f6c_dd1du64);
+        let mut rng = crate::uplink::TestRng(0x2545_f491_4f6c_dd1du64);
         let mut next = |n: u64| rng.below(n);
         let t0 = Instant::now();
         for round in 0..100 {
