@@ -129,8 +129,8 @@ impl Feedback {
     }
 
     fn send_nacks(&mut self, now: Instant) {
+        let mut missing = std::mem::take(&mut self.missing);
         for i in 0..self.streams.len() {
-            let mut missing = std::mem::take(&mut self.missing);
             missing.clear();
             self.streams[i].missing(&mut missing);
             if !missing.is_empty() {
@@ -141,8 +141,8 @@ impl Feedback {
                 };
                 self.queue(now, vec![Box::new(nack)]);
             }
-            self.missing = missing;
         }
+        self.missing = missing;
     }
 }
 

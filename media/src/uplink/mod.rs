@@ -104,6 +104,30 @@ impl TestRng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+
+    /// `count` packets numbered from `start`, one per `gap` µs, in arrival order: a tenth
+    /// lost, a sixth delayed by up to 40 gaps, one in fifty arriving twice. (µs, number) pairs.
+    pub fn arrivals(&mut self, start: u16, count: u64, gap: u64) -> Vec<(u64, u16)> {
+        let mut out = Vec::new();
+        for i in 0..count {
+            if self.below(10) == 0 {
+                continue;
+            }
+            let delay = if self.below(6) == 0 {
+                self.below(40 * gap)
+            } else {
+                0
+            };
+            let at = i * gap + delay;
+            let seq = start.wrapping_add(i as u16);
+            out.push((at, seq));
+            if self.below(50) == 0 {
+                out.push((at + self.below(8 * gap), seq));
+            }
+        }
+        out.sort();
+        out
+    }
 }
 
 /// The SSRC of an RTP (not RTCP, RFC 5761 §4) packet.

@@ -354,32 +354,20 @@ mod tests {
     #[test]
     fn random_streams_agree_with_a_model() {
         let mut rng = crate::uplink::TestRng(0x9e37_79b9_7f4a_7c15u64);
-        let mut next = |n: u64| rng.below(n);
         for round in 0..200 {
-            let start = next(65_536) as u16;
-            let len = 50 + next(3_000);
-            // Arrival order: each packet kept with 90 %, some delayed by up to 40 places, some
-            // sent twice.
-            let mut arrivals: Vec<(u64, u64)> = Vec::new();
-            for i in 0..len {
-                if next(10) == 0 {
-                    continue;
-                }
-                let at = i * 4 + if next(8) == 0 { next(160) } else { 0 };
-                arrivals.push((at, i));
-                if next(50) == 0 {
-                    arrivals.push((at + next(40), i));
-                }
-            }
-            arrivals.sort();
+            let start = rng.below(65_536) as u16;
+            let len = 50 + rng.below(3_000);
+            // Delays of up to 40 places, well inside the log.
+            let arrivals = rng.arrivals(start, len, 4);
             let mut r = Reception::new(1, 90_000, true);
             let mut seen = std::collections::HashSet::new();
             let mut highest = 0;
-            for (k, &(_, i)) in arrivals.iter().enumerate() {
-                r.record(start.wrapping_add(i as u16), 0, at(k as u64));
+            for (k, &(_, seq)) in arrivals.iter().enumerate() {
+                let i = seq.wrapping_sub(start) as u64;
+                r.record(seq, 0, at(k as u64));
                 seen.insert(i);
                 highest = highest.max(i);
-                if next(100) == 0 {
+                if rng.below(100) == 0 {
                     let mut m = Vec::new();
                     r.missing(&mut m);
                     for seq in m {

@@ -98,9 +98,9 @@ impl TwccRecorder {
     /// arrived); the numbers are then reported.
     pub fn feedback(&mut self) -> Vec<TransportLayerCc> {
         let mut out = Vec::new();
-        let Some(_) = self.epoch else {
+        if self.epoch.is_none() {
             return out;
-        };
+        }
         while self.next <= self.highest {
             // The highest number always arrived, so there is a first.
             let Some(first) = (self.next..=self.highest).find(|m| self.arrival(*m).is_some())
@@ -321,25 +321,14 @@ mod tests {
     #[test]
     fn random_arrivals_are_reported_as_they_happened() {
         let mut rng = crate::uplink::TestRng(0x2545_f491_4f6c_dd1du64);
-        let mut next = |n: u64| rng.below(n);
         let t0 = Instant::now();
         for round in 0..100 {
-            let start = next(65_536) as u16;
+            let start = rng.below(65_536) as u16;
             let mut r = TwccRecorder::new(1);
             let mut first_arrival: HashMap<u16, i64> = HashMap::new();
             let mut reported: HashMap<u16, Option<i64>> = HashMap::new();
-            let mut arrivals: Vec<(u64, u16)> = Vec::new();
-            for i in 0..(100 + next(2_000)) {
-                if next(10) == 0 {
-                    continue;
-                }
-                let at = i * 500 + if next(6) == 0 { next(20_000) } else { 0 };
-                arrivals.push((at, start.wrapping_add(i as u16)));
-                if next(40) == 0 {
-                    arrivals.push((at + next(5_000), start.wrapping_add(i as u16)));
-                }
-            }
-            arrivals.sort();
+            let count = 100 + rng.below(2_000);
+            let arrivals = rng.arrivals(start, count, 500);
             let collect = |r: &mut TwccRecorder, reported: &mut HashMap<u16, Option<i64>>| {
                 for fb in r.feedback() {
                     reported.extend(decode(&wire(&fb)));
@@ -347,7 +336,7 @@ mod tests {
             };
             for (at, seq) in &arrivals {
                 first_arrival.entry(*seq).or_insert(*at as i64);
-                if r.record(*seq, 5, t0 + Duration::from_micros(*at)) || next(30) == 0 {
+                if r.record(*seq, 5, t0 + Duration::from_micros(*at)) || rng.below(30) == 0 {
                     collect(&mut r, &mut reported);
                 }
             }

@@ -218,21 +218,7 @@ fn transport_wide_feedback_agrees_with_rtcs() {
     let mut theirs = TwccReceiverBuilder::new().build();
     ours.bind_remote_stream(&info);
     theirs.bind_remote_stream(&info);
-    let mut rng = crate::uplink::TestRng(0x853c_49e6_748f_ea9bu64);
-    let mut next = |n: u64| rng.below(n);
-    let start = 65_000u16;
-    let mut arrivals: Vec<(u64, u16)> = Vec::new();
-    for i in 0..3_000u64 {
-        if next(12) == 0 {
-            continue;
-        }
-        let at = i * 700 + if next(5) == 0 { next(30_000) } else { 0 };
-        arrivals.push((at, start.wrapping_add(i as u16)));
-        if next(60) == 0 {
-            arrivals.push((at + next(3_000), start.wrapping_add(i as u16)));
-        }
-    }
-    arrivals.sort();
+    let arrivals = crate::uplink::TestRng(0x853c_49e6_748f_ea9bu64).arrivals(65_000, 3_000, 700);
     let t0 = Instant::now();
     let (mut mine, mut rtcs) = (HashMap::new(), HashMap::new());
     let mut collect = |ours: &mut Feedback, theirs: &mut dyn Interceptor| {
