@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rtc::interceptor::{BandwidthEstimator, Gcc, PacketReport, convert_twcc};
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 
-/// Packets remembered (8 bytes each): feedback normally arrives within 100 ms, and at 1,000
+/// Packets remembered (16 bytes each): feedback normally arrives within 100 ms, and at 1,000
 /// packets/s this still covers one second.
 const SLOTS: usize = 1024;
 
@@ -21,13 +21,25 @@ thread_local! {
     static REPORTS: std::cell::RefCell<Vec<PacketReport>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// One sent packet: sequence number, size (0 = empty or already reported) and departure in
-/// microseconds since the estimator started, wrapping (only ages under ~71 minutes matter).
+/// One sent packet: sequence number, size (0 = empty or already reported), departure in
+/// microseconds since the estimator started, wrapping (only ages under ~71 minutes matter),
+/// and which media packet it was.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sent {
     seq: u16,
     size: u16,
     at_us: u32,
+    /// The media packet, if `is_media` (kept apart so the slot stays 16 bytes).
+    media_ssrc: u32,
+    media_seq: u16,
+    is_media: bool,
+}
+
+/// A media packet as the subscriber numbers it: its stream's SSRC and sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MediaId {
+    pub ssrc: u32,
+    pub seq: u16,
 }
 
 /// TWCC numbering, send history and GCC for one connection.
@@ -57,8 +69,9 @@ impl SendSideBwe {
     }
 
     /// Records a packet of `size` bytes leaving now; returns its transport-wide sequence number.
+    /// `media` names a first transmission, whose arrival the feedback will confirm.
     #[inline]
-    pub fn on_send(&mut self, size: usize, now: Instant) -> u16 {
+    pub fn on_send(&mut self, size: usize, media: Option<MediaId>, now: Instant) -> u16 {
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
         self.issued += 1;
@@ -66,16 +79,26 @@ impl SendSideBwe {
             seq,
             size: size.clamp(1, u16::MAX as usize) as u16,
             at_us: self.micros(now),
+            media_ssrc: media.map_or(0, |m| m.ssrc),
+            media_seq: media.map_or(0, |m| m.seq),
+            is_media: media.is_some(),
         };
         seq
     }
 
     /// Joins one TWCC feedback with the send history and updates the estimate. Returns how many
-    /// of our packets it reported on (unknown and already reported ones are skipped).
-    pub fn on_feedback(&mut self, now: Instant, feedback: &TransportLayerCc) -> usize {
+    /// of our packets it reported on (unknown and already reported ones are skipped), and adds
+    /// the media packets it reported arrived to `arrived`: each at most once, since a packet is
+    /// reported only the first time feedback names it.
+    pub fn on_feedback(
+        &mut self,
+        now: Instant,
+        feedback: &TransportLayerCc,
+        arrived: &mut Vec<MediaId>,
+    ) -> usize {
         REPORTS.with_borrow_mut(|reports| {
             reports.clear();
-            self.join(now, feedback, reports);
+            self.join(now, feedback, reports, arrived);
             reports.sort_by_key(|r| r.id);
             self.gcc.on_reports(now, reports);
             if let Some(sample) = reports
@@ -91,7 +114,13 @@ impl SendSideBwe {
     }
 
     /// The packets of `feedback` that are in the send history, as GCC's reports.
-    fn join(&mut self, now: Instant, feedback: &TransportLayerCc, reports: &mut Vec<PacketReport>) {
+    fn join(
+        &mut self,
+        now: Instant,
+        feedback: &TransportLayerCc,
+        reports: &mut Vec<PacketReport>,
+        arrived: &mut Vec<MediaId>,
+    ) {
         let now_us = self.micros(now);
         let last = self.next_seq.wrapping_sub(1);
         for ack in convert_twcc(feedback) {
@@ -113,6 +142,12 @@ impl SendSideBwe {
                 arrival: ack.arrival,
                 ecn: ack.ecn,
             });
+            if ack.arrived && slot.is_media {
+                arrived.push(MediaId {
+                    ssrc: slot.media_ssrc,
+                    seq: slot.media_seq,
+                });
+            }
             slot.size = 0;
         }
     }
@@ -135,6 +170,8 @@ impl SendSideBwe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const _: () = assert!(std::mem::size_of::<Sent>() == 16);
     use rtc::rtcp::transport_feedbacks::transport_layer_cc::{
         PacketStatusChunk, RecvDelta, RunLengthChunk, StatusChunkTypeTcc, SymbolTypeTcc,
     };
@@ -182,9 +219,9 @@ mod tests {
         let now = Instant::now();
         let mut b = SendSideBwe::new(now);
         b.next_seq = 65535;
-        assert_eq!(b.on_send(1200, now), 65535);
-        assert_eq!(b.on_send(1200, now), 0);
-        assert_eq!(b.on_send(1200, now), 1);
+        assert_eq!(b.on_send(1200, None, now), 65535);
+        assert_eq!(b.on_send(1200, None, now), 0);
+        assert_eq!(b.on_send(1200, None, now), 1);
     }
 
     #[test]
@@ -198,13 +235,18 @@ mod tests {
             let base = b.next_seq;
             for _ in 0..20 {
                 now += Duration::from_millis(5);
-                b.on_send(1200, now);
+                b.on_send(1200, None, now);
             }
             now += Duration::from_millis(20);
-            b.on_feedback(now, &feedback(base, 10, 5000, true, round as u8));
+            b.on_feedback(
+                now,
+                &feedback(base, 10, 5000, true, round as u8),
+                &mut Vec::new(),
+            );
             b.on_feedback(
                 now,
                 &feedback(base.wrapping_add(10), 10, 0, false, round as u8),
+                &mut Vec::new(),
             );
         }
         let lossy = b.target_bps();
@@ -217,10 +259,14 @@ mod tests {
             let base = b.next_seq;
             for _ in 0..20 {
                 now += Duration::from_millis(2);
-                b.on_send(1200, now);
+                b.on_send(1200, None, now);
             }
             now += Duration::from_millis(10);
-            b.on_feedback(now, &feedback(base, 20, 2000, true, round as u8));
+            b.on_feedback(
+                now,
+                &feedback(base, 20, 2000, true, round as u8),
+                &mut Vec::new(),
+            );
         }
         assert!(
             b.target_bps() > lossy,
@@ -239,12 +285,13 @@ mod tests {
             let base = b.next_seq;
             for _ in 0..5 {
                 now += Duration::from_millis(10);
-                b.on_send(1000, now);
+                b.on_send(1000, None, now);
             }
             // The newest packet's feedback comes back 80 ms after it left.
             b.on_feedback(
                 now + Duration::from_millis(80),
                 &feedback(base, 5, 10_000, true, round as u8),
+                &mut Vec::new(),
             );
         }
         let rtt = b.rtt().expect("measured").as_millis();
@@ -257,19 +304,51 @@ mod tests {
         let mut b = SendSideBwe::new(now);
         let before = b.target_bps();
         assert_eq!(
-            b.on_feedback(now, &feedback(500, 10, 1000, false, 0)),
+            b.on_feedback(now, &feedback(500, 10, 1000, false, 0), &mut Vec::new()),
             0,
             "never sent"
         );
         let base = b.next_seq;
-        b.on_send(1000, now);
-        assert_eq!(b.on_feedback(now, &feedback(base, 1, 1000, true, 1)), 1);
+        b.on_send(1000, None, now);
         assert_eq!(
-            b.on_feedback(now, &feedback(base, 1, 1000, true, 2)),
+            b.on_feedback(now, &feedback(base, 1, 1000, true, 1), &mut Vec::new()),
+            1
+        );
+        assert_eq!(
+            b.on_feedback(now, &feedback(base, 1, 1000, true, 2), &mut Vec::new()),
             0,
             "reported once"
         );
         assert!(b.target_bps() >= before / 2);
+    }
+
+    #[test]
+    fn feedback_confirms_first_transmissions_that_arrived_once() {
+        let now = Instant::now();
+        let mut b = SendSideBwe::new(now);
+        let media = |seq| MediaId { ssrc: 7, seq };
+        let base = b.next_seq;
+        b.on_send(1000, Some(media(100)), now);
+        b.on_send(1000, None, now); // a repair
+        b.on_send(1000, Some(media(101)), now);
+        b.on_send(1000, Some(media(102)), now);
+        let mut arrived = Vec::new();
+        b.on_feedback(now, &feedback(base, 3, 1000, true, 0), &mut arrived);
+        b.on_feedback(
+            now,
+            &feedback(base.wrapping_add(3), 1, 0, false, 1),
+            &mut arrived,
+        );
+        assert_eq!(
+            arrived,
+            [media(100), media(101)],
+            "the repair and the lost one are not"
+        );
+        // Feedback repeated, and a late arrival of what was reported lost: each packet's first
+        // report is the one that counts.
+        arrived.clear();
+        b.on_feedback(now, &feedback(base, 4, 1000, true, 2), &mut arrived);
+        assert_eq!(arrived, []);
     }
 
     #[test]
@@ -279,11 +358,11 @@ mod tests {
         let base = b.next_seq;
         for _ in 0..1000 {
             now += Duration::from_micros(50);
-            b.on_send(1200, now);
+            b.on_send(1200, None, now);
         }
         for fb in 0..3 {
             assert_eq!(
-                b.on_feedback(now, &feedback(base, 1000, 50, true, fb)),
+                b.on_feedback(now, &feedback(base, 1000, 50, true, fb), &mut Vec::new()),
                 1000 * (fb == 0) as usize
             );
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::shared::TransportContext;
 
-use crate::bwe::SendSideBwe;
+use crate::bwe::{MediaId, SendSideBwe};
 use crate::net::outbox::Wire;
 use crate::srtp::{MasterKeys, SrtpSender};
 
@@ -28,6 +28,9 @@ pub(crate) struct Outgoing<'a> {
     pub roc: u32,
     /// For an RTX packet, the original sequence number that precedes the payload (RFC 4588).
     pub osn: Option<u16>,
+    /// Whether this is the packet's first transmission to the subscriber (not a repair): the
+    /// subscriber's feedback confirming it arrived releases the publisher's cached copy.
+    pub first: bool,
     pub payload: &'a [u8],
 }
 
@@ -80,9 +83,15 @@ impl Downlink {
         self.bwe.rtt()
     }
 
-    /// Feeds the subscriber's TWCC feedback to the estimate.
-    pub fn on_feedback(&mut self, now: Instant, feedback: &TransportLayerCc) {
-        self.bwe.on_feedback(now, feedback);
+    /// Feeds the subscriber's TWCC feedback to the estimate, and adds the first transmissions
+    /// it reports arrived to `arrived`.
+    pub fn on_feedback(
+        &mut self,
+        now: Instant,
+        feedback: &TransportLayerCc,
+        arrived: &mut Vec<MediaId>,
+    ) {
+        self.bwe.on_feedback(now, feedback, arrived);
     }
 
     /// Builds, protects and queues one packet. Returns false if it could not be protected.
@@ -110,7 +119,11 @@ impl Downlink {
                 + srtp.profile().tag_len();
             if let Some(id) = *twcc_ext {
                 // RFC 8285 one-byte form: one 2-byte element, padded to a word.
-                let seq = bwe.on_send(size, now);
+                let media = p.first.then_some(MediaId {
+                    ssrc: p.ssrc,
+                    seq: p.seq,
+                });
+                let seq = bwe.on_send(size, media, now);
                 buf.extend_from_slice(&[0xbe, 0xde, 0x00, 0x01, id << 4 | 1]);
                 buf.extend_from_slice(&seq.to_be_bytes());
                 buf.push(0);

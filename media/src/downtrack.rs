@@ -93,6 +93,11 @@ impl Forwarder {
         })
     }
 
+    /// The track's codec.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// The layer being forwarded, if any.
     pub fn current(&self) -> Option<usize> {
         self.current
@@ -284,6 +289,7 @@ impl DownTrack {
                     marker: packet.marker,
                     roc: self.rtx_roc.next(self.rtx_seq),
                     osn: Some(seq),
+                    first: false,
                     payload: &packet.payload,
                 }
             }
@@ -295,6 +301,7 @@ impl DownTrack {
                 marker: packet.marker,
                 roc: self.roc.next(seq),
                 osn: None,
+                first: false,
                 payload: &packet.payload,
             },
         };
@@ -333,6 +340,7 @@ impl DownTrack {
                 marker: h.marker,
                 roc: self.roc.next(seq),
                 osn: None,
+                first: true,
                 payload: &packet.payload,
             },
             now,

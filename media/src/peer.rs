@@ -25,6 +25,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::Pc;
+use crate::bwe::MediaId;
 use crate::downlink::Downlink;
 use crate::error::Result;
 use crate::interceptors::{FeedbackTap, ReadLink, RridRtxUnwrap, TwccInbox};
@@ -193,14 +194,15 @@ impl Peer {
         }
     }
 
-    /// Feeds the TWCC feedback the chain set aside to the media sender's estimate.
-    pub fn take_feedback(&mut self, now: Instant) {
+    /// Feeds the TWCC feedback the chain set aside to the media sender's estimate; the media
+    /// packets it reports arrived are added to `arrived`.
+    pub fn take_feedback(&mut self, now: Instant, arrived: &mut Vec<MediaId>) {
         let (Some(inbox), Some(link)) = (&self.twcc, self.downlink.as_mut()) else {
             return;
         };
         let feedback = inbox.lock().map(|mut f| std::mem::take(&mut *f));
         for fb in feedback.iter().flatten() {
-            link.on_feedback(now, fb);
+            link.on_feedback(now, fb, arrived);
         }
     }
 

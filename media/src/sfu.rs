@@ -51,6 +51,8 @@ pub struct SfuStats {
     pub forward_delay: DelayHistogram,
     /// Publishers' media packets received since start, by which way they came in.
     pub media_in: MediaIn,
+    /// Video packets held for repairs now: those some subscriber has not yet confirmed.
+    pub cached_packets: usize,
 }
 
 /// Publishers' media packets received since start, by which way they came in: a stream's first
@@ -119,6 +121,8 @@ impl Sfu {
                 track_ids: track_ids.clone(),
                 removals: Vec::new(),
                 media_in: Default::default(),
+                arrived: Vec::new(),
+                origins: Vec::new(),
             };
             tasks.push(tokio::spawn(Worker::new(ctx).run(rx)));
         }
@@ -212,6 +216,7 @@ impl Sfu {
                     connections,
                     forward_delay,
                     media_in,
+                    cached_packets,
                 }) = rx.await
             {
                 s.rooms += rooms;
@@ -220,6 +225,7 @@ impl Sfu {
                 s.forward_delay.merge(&forward_delay);
                 s.media_in.uplink += media_in.uplink;
                 s.media_in.connection += media_in.connection;
+                s.cached_packets += cached_packets;
             }
         }
         (s.ufrag_routes, s.address_routes, s.tcp_connections) = self.router.counts();

@@ -48,6 +48,11 @@ pub(crate) fn cache_horizon(rtts: impl IntoIterator<Item = Option<Duration>>) ->
 pub(crate) struct CachedPacket {
     /// When it arrived, for ageing out.
     pub at: Instant,
+    /// Subscribers it was sent to whose feedback has not yet confirmed it arrived. Only those
+    /// can ask for it again, so at 0 it leaves the cache: packets in flight and lost ones stay,
+    /// not the whole horizon's worth. (Subscribers without transport-wide-cc never confirm:
+    /// what they were sent stays until it ages out.)
+    pub awaiting: u16,
     pub timestamp: u32,
     pub marker: bool,
     pub payload: Bytes,
@@ -114,6 +119,49 @@ impl Track {
         for cache in self.layers.iter_mut().filter_map(|l| l.cache.as_mut()) {
             cache.retain(|p| p.at >= oldest);
         }
+    }
+
+    /// Caches a packet of a layer that was sent to `sent` subscribers (none: nobody can ask).
+    pub fn cache(&mut self, layer: usize, seq: u16, packet: CachedPacket) {
+        if packet.awaiting == 0 {
+            return;
+        }
+        if let Some(cache) = self
+            .layers
+            .iter_mut()
+            .find(|l| l.index == layer)
+            .and_then(|l| l.cache.as_mut())
+        {
+            cache.insert(seq, packet);
+        }
+    }
+
+    /// A subscriber's feedback confirmed it has a packet of a layer: once every subscriber it
+    /// was sent to has, nobody will ask for it again.
+    pub fn confirm(&mut self, layer: usize, seq: u16) {
+        let Some(cache) = self
+            .layers
+            .iter_mut()
+            .find(|l| l.index == layer)
+            .and_then(|l| l.cache.as_mut())
+        else {
+            return;
+        };
+        if let Some(p) = cache.get_mut(seq) {
+            p.awaiting = p.awaiting.saturating_sub(1);
+            if p.awaiting == 0 {
+                cache.remove(seq);
+            }
+        }
+    }
+
+    /// How many packets the track's layers hold for repairs.
+    pub fn cached_packets(&self) -> usize {
+        self.layers
+            .iter()
+            .filter_map(|l| l.cache.as_ref())
+            .map(|c| c.count())
+            .sum()
     }
 
     /// A cached packet of a layer, for a repair.
@@ -250,6 +298,34 @@ impl KeyframeThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_packet_leaves_the_cache_once_every_subscriber_has_it() {
+        let mut t = video_track();
+        t.add_layer(1, None);
+        let packet = |awaiting| CachedPacket {
+            at: Instant::now(),
+            awaiting,
+            timestamp: 0,
+            marker: false,
+            payload: Bytes::from_static(b"vp8"),
+        };
+        t.cache(0, 10, packet(2));
+        t.cache(0, 11, packet(1));
+        t.cache(0, 12, packet(0));
+        assert_eq!(t.cached_packets(), 2, "a packet sent to nobody is not kept");
+        t.confirm(0, 10);
+        t.confirm(0, 11);
+        assert!(
+            t.cached(0, 10).is_some(),
+            "one of two subscribers still may ask"
+        );
+        assert!(t.cached(0, 11).is_none());
+        t.confirm(0, 10);
+        t.confirm(0, 10);
+        t.confirm(1, 10);
+        assert_eq!(t.cached_packets(), 0);
+    }
 
     #[test]
     fn cache_horizon_follows_the_farthest_subscriber() {

@@ -11,6 +11,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bwe::MediaId;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::net::outbox::Outbox;
@@ -19,6 +20,7 @@ use crate::peer::Transport;
 use crate::room::Room;
 use crate::sfu::MediaIn;
 use crate::timers::Timers;
+use crate::track::TrackId;
 use crate::uplink::Received;
 use crate::{Event, Pc};
 
@@ -118,6 +120,8 @@ pub struct WorkerStats {
     pub forward_delay: DelayHistogram,
     /// Publishers' media packets received, by which way.
     pub media_in: MediaIn,
+    /// Video packets held for repairs.
+    pub cached_packets: usize,
 }
 
 /// State shared by the rooms of one worker.
@@ -134,6 +138,10 @@ pub(crate) struct Ctx {
     pub removals: Vec<(Arc<str>, Arc<str>)>,
     /// Publishers' media packets received, by which way they came in.
     pub media_in: MediaIn,
+    /// Scratch for the media packets a subscriber's feedback confirmed (kept for its allocation).
+    pub arrived: Vec<MediaId>,
+    /// Scratch for where those came from: (track, layer, publisher's sequence number).
+    pub origins: Vec<(TrackId, usize, u16)>,
 }
 
 impl Ctx {
@@ -485,6 +493,13 @@ impl Worker {
                     connections: self.ctx.conns.len(),
                     forward_delay: self.ctx.out.delay().clone(),
                     media_in: self.ctx.media_in,
+                    cached_packets: self
+                        .rooms
+                        .values()
+                        .flat_map(|r| r.participants.values())
+                        .flat_map(|p| p.tracks.iter())
+                        .map(|t| t.cached_packets())
+                        .sum(),
                 });
             }
         }

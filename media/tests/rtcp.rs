@@ -75,6 +75,60 @@ async fn lost_video_packets_are_recovered_through_rtx() {
     );
 }
 
+/// A subscriber's transport-wide-cc feedback confirms what it received, and a packet every
+/// subscriber has confirmed leaves the publisher's cache at once: the cache holds what is in
+/// flight and what was lost, not the whole repair horizon (300 ms or more). Lost packets stay
+/// and are repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_packets_leave_the_cache_and_lost_ones_stay() {
+    let sfu = start_sfu(false).await;
+    let sfu_addr = sfu.udp_addr();
+    // Ten VP8 packets in a row lost on the way to the subscriber, mid-stream.
+    let n = Arc::new(AtomicUsize::new(0));
+    let proxy = Arc::new(
+        Proxy::spawn(sfu_addr, move |d| match rtp_payload_type(d) {
+            Some(VP8_PT) if (300..310).contains(&n.fetch_add(1, Ordering::Relaxed)) => {
+                Verdict::Drop
+            }
+            Some(RTX_PT) => Verdict::Count,
+            _ => Verdict::Pass,
+        })
+        .await,
+    );
+    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
+    let sub = Arc::new(Client::new(false).await);
+    answer_via_proxy(sh, sub.clone(), proxy.clone(), sfu_addr, sev);
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let publisher = Publisher::connect(&ph, false).await;
+
+    // 500 video packets a second: 300 ms of them is 150 packets.
+    publisher.send(800, 100, Duration::from_millis(2)).await;
+    let held = sfu.stats().await.cached_packets;
+    assert!(
+        held <= 100,
+        "{held} packets cached at the end of the stream: only those not yet confirmed"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        sfu.stats().await.cached_packets,
+        0,
+        "nothing is held for long"
+    );
+
+    assert_eq!(proxy.dropped.load(Ordering::Relaxed), 10);
+    assert!(
+        proxy.counted.load(Ordering::Relaxed) >= 10,
+        "the lost packets were still cached when the subscriber asked for them"
+    );
+    let seen = sub.seen();
+    let mut seqs: Vec<u16> = seen["pub:video"].iter().map(|p| p.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let span = seqs.last().copied().unwrap_or(0) - seqs.first().copied().unwrap_or(0) + 1;
+    assert_eq!(seqs.len(), span as usize, "every sequence number arrived");
+    assert!(seqs.len() >= 500, "{} video packets", seqs.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyframe_requests_are_relayed_and_throttled() {
     let sfu = start_sfu(false).await;

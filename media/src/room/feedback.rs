@@ -67,6 +67,43 @@ impl Room {
         }
     }
 
+    /// Releases the cached packets a subscriber's feedback (`ctx.arrived`) confirmed it has,
+    /// once every subscriber they were sent to has confirmed them (see
+    /// [`CachedPacket::awaiting`]).
+    pub(super) fn release_arrived(&mut self, ctx: &mut Ctx, sub_id: &str) {
+        let mut origins = std::mem::take(&mut ctx.origins);
+        if let Some(sub) = self.participants.get(sub_id) {
+            for m in ctx.arrived.drain(..) {
+                // Only video is cached.
+                let Some(dt) = sub
+                    .downtracks
+                    .iter()
+                    .find(|d| d.ssrc == m.ssrc && d.forwarder.codec().is_video())
+                else {
+                    continue;
+                };
+                if let Some(o) = dt.forwarder.origin(m.seq) {
+                    origins.push((dt.track, o.layer, o.seq));
+                }
+            }
+        }
+        ctx.arrived.clear();
+        // Feedback interleaves the subscriber's streams: one track lookup per stream.
+        origins.sort_unstable_by_key(|(track, ..)| *track);
+        let mut rest = &origins[..];
+        while let Some(&(id, ..)) = rest.first() {
+            let run = rest.iter().take_while(|(t, ..)| *t == id).count();
+            if let Some(track) = self.participants.values_mut().find_map(|p| p.track_mut(id)) {
+                for &(_, layer, seq) in &rest[..run] {
+                    track.confirm(layer, seq);
+                }
+            }
+            rest = &rest[run..];
+        }
+        origins.clear();
+        ctx.origins = origins;
+    }
+
     /// A subscriber's PLI/FIR for one of its downtracks, relayed to the publisher (throttled).
     pub(super) fn relay_keyframe_request(
         &mut self,

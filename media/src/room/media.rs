@@ -64,7 +64,10 @@ impl Room {
                 continue;
             }
             peer.flush(&mut ctx.out);
-            peer.take_feedback(now);
+            peer.take_feedback(now, &mut ctx.arrived);
+            if !ctx.arrived.is_empty() {
+                self.release_arrived(ctx, pid);
+            }
             return;
         }
     }
@@ -281,17 +284,6 @@ impl Room {
         };
         if let Some(l) = track.layers.iter_mut().find(|l| l.index == layer) {
             l.bitrate.add(now, packet.payload.len());
-            if let Some(cache) = l.cache.as_mut() {
-                cache.insert(
-                    packet.header.sequence_number,
-                    CachedPacket {
-                        at: now,
-                        timestamp: packet.header.timestamp,
-                        marker: packet.header.marker,
-                        payload: packet.payload.clone(),
-                    },
-                );
-            }
         }
         let keyframe = track.codec.is_keyframe(&packet.payload);
         let id = track.id;
@@ -305,8 +297,11 @@ impl Room {
             p.audio_window.1 += 1;
         }
 
+        let mut publisher = None;
+        let mut sent = 0u16;
         for (sub_id, sub) in self.participants.iter_mut() {
             if **sub_id == *pid {
+                publisher = Some(sub);
                 continue;
             }
             let Some(link) = sub.subscribe.as_mut().and_then(|p| p.downlink.as_mut()) else {
@@ -315,7 +310,23 @@ impl Room {
             let Some(dt) = sub.downtracks.iter_mut().find(|d| d.track == id) else {
                 continue;
             };
-            dt.write(link, &mut ctx.out, &packet, layer, keyframe, now);
+            if dt.write(link, &mut ctx.out, &packet, layer, keyframe, now) {
+                sent = sent.saturating_add(1);
+            }
+        }
+        // Cached after the fan-out, which tells how many subscribers could ask for it again.
+        if let Some(track) = publisher.and_then(|p| p.track_mut(id)) {
+            track.cache(
+                layer,
+                packet.header.sequence_number,
+                CachedPacket {
+                    at: now,
+                    awaiting: sent,
+                    timestamp: packet.header.timestamp,
+                    marker: packet.header.marker,
+                    payload: packet.payload,
+                },
+            );
         }
     }
 }

@@ -29,6 +29,11 @@ impl<T> PacketCache<T> {
         self.slots.len()
     }
 
+    /// How many packets are cached (counted, for statistics).
+    pub fn count(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
     /// Stores a packet; a packet older than the cached window is ignored.
     pub fn insert(&mut self, seq: u16, packet: T) {
         match self.highest {
@@ -45,6 +50,22 @@ impl<T> PacketCache<T> {
         match &self.slots[seq as usize & self.mask] {
             Some((s, p)) if *s == seq => Some(p),
             _ => None,
+        }
+    }
+
+    /// The packet with this sequence number, if still cached, to update.
+    pub fn get_mut(&mut self, seq: u16) -> Option<&mut T> {
+        match &mut self.slots[seq as usize & self.mask] {
+            Some((s, p)) if *s == seq => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Forgets one packet.
+    pub fn remove(&mut self, seq: u16) {
+        let slot = &mut self.slots[seq as usize & self.mask];
+        if slot.as_ref().is_some_and(|(s, _)| *s == seq) {
+            *slot = None;
         }
     }
 
@@ -111,5 +132,20 @@ mod tests {
         // The window still moves on from the highest number seen.
         c.insert(10, 10);
         assert_eq!(c.get(10), Some(&10));
+    }
+
+    #[test]
+    fn one_packet_is_removed_or_updated() {
+        let mut c = PacketCache::new(16);
+        for s in 0..10u16 {
+            c.insert(s, s);
+        }
+        // A number that only shares a packet's slot does not take it along.
+        c.remove(7);
+        c.remove(8 + 16);
+        *c.get_mut(9).expect("cached") += 100;
+        assert_eq!(c.get_mut(7 + 16), None);
+        assert_eq!((c.get(7), c.get(8), c.get(9)), (None, Some(&8), Some(&109)));
+        assert_eq!(c.count(), 9);
     }
 }
