@@ -41,7 +41,9 @@
 //!
 //! Keyframe requests (PLI/FIR) from subscribers reach the publisher at most once per track
 //! per 500 ms. Subscribers' NACKs are answered with RTX from one packet cache per published
-//! layer (shared by all subscribers); publishers' losses are NACKed, and their answers are
+//! layer (shared by all subscribers); a packet leaves it once the transport-wide-cc feedback
+//! of every subscriber it was sent to confirmed it arrived, or when it is too old to be asked
+//! for, so the cache holds what is in flight and what was lost. Publishers' losses are NACKed, and their answers are
 //! taken on SSRC-declared RTX streams and on browsers' simulcast RTX streams named only by
 //! RRID. Sender and receiver reports run on both connections.
 //!

@@ -18,8 +18,9 @@ pub struct TrackId(pub u64);
 pub const MAX_LAYERS: usize = 3;
 
 /// Packets of each video layer kept for repairs at most: about 1.7 s of a 1.5 Mbit/s layer.
-/// Shared by every subscriber of the track, and what it holds is the publisher's payloads,
-/// which forwarding shares rather than copies.
+/// Shared by every subscriber of the track, and what it holds is the publisher's payloads.
+/// Packets every subscriber confirmed leave early (see [`CachedPacket::awaiting`]), so what
+/// it usually holds is a feedback interval's worth plus the losses.
 const CACHE_PACKETS: usize = 256;
 /// The longest packets stay repairable, used until every subscriber's round trip is known: a
 /// receiver's jitter buffer has given up on older packets.
