@@ -469,6 +469,15 @@ async fn operations_endpoints(backend: Backend) {
         text.contains("route=\"/api/auth/verify\""),
         "labelled by route"
     );
+    // The SFU's own figures, read at the scrape.
+    for name in [
+        "sfu_rooms 0",
+        "sfu_connections 0",
+        "sfu_cached_packets 0",
+        "sfu_forwarded_packets_total",
+    ] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
 
     let (status, _, doc) = srv.call("GET", "/api/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);

@@ -54,7 +54,10 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 /// Prometheus metrics, for scrapers on this host or a private network only.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format"), (status = 403, description = "public client")))]
-pub async fn metrics(ClientIp(ip): ClientIp) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+) -> Result<Response, ApiError> {
     let private = match ip {
         std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
         std::net::IpAddr::V6(v6) => {
@@ -66,9 +69,34 @@ pub async fn metrics(ClientIp(ip): ClientIp) -> Result<Response, ApiError> {
             "metrics are served to private networks only",
         ));
     }
+    if let Some(sfu) = app.sfu.as_ref() {
+        record_sfu(&sfu.stats().await);
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),
     )
         .into_response())
+}
+
+/// The SFU's state and totals as of this scrape: the SFU keeps them itself (its packet path
+/// touches no shared recorder), so they are read when asked for.
+fn record_sfu(s: &mescon_media::SfuStats) {
+    metrics::gauge!("sfu_rooms").set(s.rooms as f64);
+    metrics::gauge!("sfu_participants").set(s.participants as f64);
+    metrics::gauge!("sfu_connections").set(s.connections as f64);
+    metrics::gauge!("sfu_routes", "by" => "ufrag").set(s.ufrag_routes as f64);
+    metrics::gauge!("sfu_routes", "by" => "address").set(s.address_routes as f64);
+    metrics::gauge!("sfu_ice_tcp_connections").set(s.tcp_connections as f64);
+    metrics::gauge!("sfu_cached_packets").set(s.cached_packets as f64);
+    metrics::counter!("sfu_media_received_packets_total", "way" => "uplink")
+        .absolute(s.media_in.uplink);
+    metrics::counter!("sfu_media_received_packets_total", "way" => "connection")
+        .absolute(s.media_in.connection);
+    metrics::counter!("sfu_forwarded_packets_total").absolute(s.forward_delay.count());
+    for (q, label) in [(0.5, "0.5"), (0.99, "0.99"), (0.999, "0.999")] {
+        if let Some(d) = s.forward_delay.quantile(q) {
+            metrics::gauge!("sfu_forward_delay_seconds", "quantile" => label).set(d.as_secs_f64());
+        }
+    }
 }
