@@ -30,15 +30,17 @@ fn rtp_payload_type(d: &[u8]) -> Option<u8> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_video_packets_are_recovered_through_rtx() {
-    let sfu = start_sfu(false).await;
+/// A publisher and a subscriber whose VP8 media (never its RTX, PT 97) passes a proxy that drops
+/// the packets `lose` names by their count from 0; the proxy counts the RTX packets.
+async fn call_with_video_loss(
+    sfu: &mescon_media::Sfu,
+    lose: impl Fn(usize) -> bool + Send + Sync + 'static,
+) -> (Arc<Client>, Arc<Proxy>, Publisher) {
     let sfu_addr = sfu.udp_addr();
-    // Drop every 10th VP8 media packet on its way to the subscriber (never RTX, PT 97).
     let n = Arc::new(AtomicUsize::new(0));
     let proxy = Arc::new(
         Proxy::spawn(sfu_addr, move |d| match rtp_payload_type(d) {
-            Some(VP8_PT) if n.fetch_add(1, Ordering::Relaxed) % 10 == 5 => Verdict::Drop,
+            Some(VP8_PT) if lose(n.fetch_add(1, Ordering::Relaxed)) => Verdict::Drop,
             Some(RTX_PT) => Verdict::Count,
             _ => Verdict::Pass,
         })
@@ -49,25 +51,39 @@ async fn lost_video_packets_are_recovered_through_rtx() {
     answer_via_proxy(sh, sub.clone(), proxy.clone(), sfu_addr, sev);
     let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
     let publisher = Publisher::connect(&ph, false).await;
+    (sub, proxy, publisher)
+}
 
-    publisher.send(200, 50, Duration::from_millis(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let dropped = proxy.dropped.load(Ordering::Relaxed);
-    assert!(dropped >= 10, "loss was induced: {dropped}");
+/// The distinct video sequence numbers the subscriber got, after checking none is missing
+/// between the first and the last.
+fn continuous_video(sub: &Client) -> usize {
     let seen = sub.seen();
-    let video = seen.get("pub:video").expect("video");
-    let mut seqs: Vec<u16> = video.iter().map(|p| p.seq).collect();
+    let mut seqs: Vec<u16> = seen["pub:video"].iter().map(|p| p.seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
     let span = seqs.last().copied().unwrap_or(0) - seqs.first().copied().unwrap_or(0) + 1;
     assert_eq!(
         seqs.len(),
         span as usize,
-        "every sequence number arrived (dropped {dropped}, got {} of {span})",
+        "every sequence number arrived ({} of {span})",
         seqs.len()
     );
-    assert!(seqs.len() >= 150, "{} video packets", seqs.len());
+    seqs.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_video_packets_are_recovered_through_rtx() {
+    let sfu = start_sfu(false).await;
+    // Every 10th VP8 media packet lost on its way to the subscriber.
+    let (sub, proxy, publisher) = call_with_video_loss(&sfu, |n| n % 10 == 5).await;
+
+    publisher.send(200, 50, Duration::from_millis(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let dropped = proxy.dropped.load(Ordering::Relaxed);
+    assert!(dropped >= 10, "loss was induced: {dropped}");
+    let got = continuous_video(&sub);
+    assert!(got >= 150, "{got} video packets");
     let rtx = proxy.counted.load(Ordering::Relaxed);
     assert!(
         rtx >= dropped,
@@ -82,24 +98,8 @@ async fn lost_video_packets_are_recovered_through_rtx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_packets_leave_the_cache_and_lost_ones_stay() {
     let sfu = start_sfu(false).await;
-    let sfu_addr = sfu.udp_addr();
     // Ten VP8 packets in a row lost on the way to the subscriber, mid-stream.
-    let n = Arc::new(AtomicUsize::new(0));
-    let proxy = Arc::new(
-        Proxy::spawn(sfu_addr, move |d| match rtp_payload_type(d) {
-            Some(VP8_PT) if (300..310).contains(&n.fetch_add(1, Ordering::Relaxed)) => {
-                Verdict::Drop
-            }
-            Some(RTX_PT) => Verdict::Count,
-            _ => Verdict::Pass,
-        })
-        .await,
-    );
-    let (sh, sev) = sfu.join("room", "sub").await.expect("join");
-    let sub = Arc::new(Client::new(false).await);
-    answer_via_proxy(sh, sub.clone(), proxy.clone(), sfu_addr, sev);
-    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
-    let publisher = Publisher::connect(&ph, false).await;
+    let (sub, proxy, publisher) = call_with_video_loss(&sfu, |n| (300..310).contains(&n)).await;
 
     // 500 video packets a second: 300 ms of them is 150 packets.
     publisher.send(800, 100, Duration::from_millis(2)).await;
@@ -120,13 +120,8 @@ async fn confirmed_packets_leave_the_cache_and_lost_ones_stay() {
         proxy.counted.load(Ordering::Relaxed) >= 10,
         "the lost packets were still cached when the subscriber asked for them"
     );
-    let seen = sub.seen();
-    let mut seqs: Vec<u16> = seen["pub:video"].iter().map(|p| p.seq).collect();
-    seqs.sort_unstable();
-    seqs.dedup();
-    let span = seqs.last().copied().unwrap_or(0) - seqs.first().copied().unwrap_or(0) + 1;
-    assert_eq!(seqs.len(), span as usize, "every sequence number arrived");
-    assert!(seqs.len() >= 500, "{} video packets", seqs.len());
+    let got = continuous_video(&sub);
+    assert!(got >= 500, "{got} video packets");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
