@@ -63,6 +63,8 @@ pub struct MediaIn {
     pub uplink: u64,
     /// Delivered by the peer connection.
     pub connection: u64,
+    /// Refused by the uplink: failed SRTP authentication or replay check, or unreadable.
+    pub refused: u64,
 }
 
 impl Sfu {
@@ -225,6 +227,7 @@ impl Sfu {
                 s.forward_delay.merge(&forward_delay);
                 s.media_in.uplink += media_in.uplink;
                 s.media_in.connection += media_in.connection;
+                s.media_in.refused += media_in.refused;
                 s.cached_packets += cached_packets;
             }
         }

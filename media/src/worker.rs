@@ -353,7 +353,10 @@ impl Worker {
                     }
                     return;
                 }
-                Received::Dropped => return,
+                Received::Dropped => {
+                    self.ctx.media_in.refused += 1;
+                    return;
+                }
                 Received::NotMine(data) => data,
             },
             None => d.data,

@@ -76,7 +76,8 @@ async fn one_publisher_three_subscribers_get_audio_and_video() {
         stats.media_in,
         MediaIn {
             uplink: 2 * 150 - 2,
-            connection: 2
+            connection: 2,
+            refused: 0,
         }
     );
     let sfu_port = sfu.udp_addr().port();

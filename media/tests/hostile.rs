@@ -294,6 +294,11 @@ async fn corrupted_datagrams_from_a_connected_peer_are_dropped() {
     for (track, packets) in &seen {
         assert_continuous(track, packets);
     }
+    let refused = sfu.stats().await.media_in.refused;
+    assert!(
+        refused >= 100,
+        "the uplink counted what it refused: {refused} of 4000 corrupted"
+    );
 }
 
 /// Well-formed but hostile feedback from an authenticated subscriber: NACKs for everything,

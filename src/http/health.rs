@@ -93,6 +93,7 @@ fn record_sfu(s: &mescon_media::SfuStats) {
         .absolute(s.media_in.uplink);
     metrics::counter!("sfu_media_received_packets_total", "way" => "connection")
         .absolute(s.media_in.connection);
+    metrics::counter!("sfu_media_refused_packets_total").absolute(s.media_in.refused);
     metrics::counter!("sfu_forwarded_packets_total").absolute(s.forward_delay.count());
     for (q, label) in [(0.5, "0.5"), (0.99, "0.99"), (0.999, "0.999")] {
         if let Some(d) = s.forward_delay.quantile(q) {
