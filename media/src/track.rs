@@ -127,12 +127,7 @@ impl Track {
         if packet.awaiting == 0 {
             return;
         }
-        if let Some(cache) = self
-            .layers
-            .iter_mut()
-            .find(|l| l.index == layer)
-            .and_then(|l| l.cache.as_mut())
-        {
+        if let Some(cache) = self.cache_mut(layer) {
             cache.insert(seq, packet);
         }
     }
@@ -140,12 +135,7 @@ impl Track {
     /// A subscriber's feedback confirmed it has a packet of a layer: once every subscriber it
     /// was sent to has, nobody will ask for it again.
     pub fn confirm(&mut self, layer: usize, seq: u16) {
-        let Some(cache) = self
-            .layers
-            .iter_mut()
-            .find(|l| l.index == layer)
-            .and_then(|l| l.cache.as_mut())
-        else {
+        let Some(cache) = self.cache_mut(layer) else {
             return;
         };
         if let Some(p) = cache.get_mut(seq) {
@@ -173,6 +163,15 @@ impl Track {
             .cache
             .as_ref()?
             .get(seq)
+    }
+
+    /// The packet cache of a layer (video layers have one).
+    fn cache_mut(&mut self, layer: usize) -> Option<&mut PacketCache<CachedPacket>> {
+        self.layers
+            .iter_mut()
+            .find(|l| l.index == layer)?
+            .cache
+            .as_mut()
     }
 
     /// Whether the track is simulcast: more than one layer seen, or one sent with a RID (a
