@@ -475,6 +475,7 @@ async fn operations_endpoints(backend: Backend) {
         "sfu_connections 0",
         "sfu_cached_packets 0",
         "sfu_forwarded_packets_total",
+        "sfu_repairs_total{outcome=\"released\"} 0",
     ] {
         assert!(text.contains(name), "{name} in {text}");
     }

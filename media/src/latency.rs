@@ -1,5 +1,6 @@
-//! How long forwarded packets spend inside the SFU: from the moment the socket reader took the
-//! publisher's datagram to the moment the subscriber's datagram was handed to the kernel.
+//! How long forwarded packets spend inside the SFU: from the moment the publisher's datagram
+//! reached the host (the kernel's receive stamp, so the time it waited in the socket buffer
+//! counts) to the moment the subscriber's datagram was handed to the kernel.
 
 use std::time::Duration;
 

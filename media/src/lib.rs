@@ -1,7 +1,8 @@
 //! Mescon's selective forwarding unit.
 //!
-//! The SFU drives webrtc-rs's sans-I/O core (`rtc`) from its own tokio tasks: one UDP socket for
-//! every peer (routed by STUN ufrag, then remote address), an optional passive ICE-TCP port,
+//! The SFU drives webrtc-rs's sans-I/O core (`rtc`) from its own tokio tasks: one UDP port for
+//! every peer (routed by STUN ufrag, then remote address; on Linux one `SO_REUSEPORT` socket
+//! per core, each peer's datagrams always on the same one), an optional passive ICE-TCP port,
 //! and worker tasks that each own whole rooms so the forwarding path takes no locks. It knows
 //! nothing of users, HTTP or storage: the application joins opaque participant ids into opaque
 //! room ids and carries SDP between the SFU and the client.
@@ -111,7 +112,7 @@ mod worker;
 
 pub use config::{Limits, SfuConfig};
 pub use error::{Error, Result};
-pub use sfu::{MediaIn, ParticipantHandle, Sfu, SfuStats};
+pub use sfu::{MediaIn, ParticipantHandle, Repairs, Sfu, SfuStats};
 
 /// Which of a participant's two peer connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -46,13 +46,41 @@ pub struct SfuStats {
     pub address_routes: usize,
     /// Open ICE-TCP connections.
     pub tcp_connections: usize,
-    /// How long forwarded packets spent in the SFU, from the socket reader taking the
+    /// How long forwarded packets spent in the SFU, from the kernel's receive stamp on the
     /// publisher's datagram to the subscriber's being handed to the kernel, since start.
     pub forward_delay: DelayHistogram,
     /// Publishers' media packets received since start, by which way they came in.
     pub media_in: MediaIn,
     /// Video packets held for repairs now: those some subscriber has not yet confirmed.
     pub cached_packets: usize,
+    /// Packets subscribers asked for again (NACK) since start, by what became of the request.
+    pub repairs: Repairs,
+}
+
+/// What became of the packets subscribers asked for again (NACK), counted per packet.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Repairs {
+    /// Sent again from the publisher's packet cache.
+    pub sent: u64,
+    /// Not a packet the subscriber was sent from a source the SFU still has (never sent, from
+    /// before the last few layer switches, or of a track that is gone).
+    pub unmapped: u64,
+    /// Let go from the cache because every subscriber it went to had confirmed it arrived:
+    /// should not happen, as a receiver asks only for what it lacks.
+    pub released: u64,
+    /// No longer (or never) in the cache: aged out, overwritten by newer packets, or from a
+    /// layer nobody received.
+    pub missing: u64,
+}
+
+impl Repairs {
+    /// Adds another worker's counts.
+    pub(crate) fn add(&mut self, other: &Repairs) {
+        self.sent += other.sent;
+        self.unmapped += other.unmapped;
+        self.released += other.released;
+        self.missing += other.missing;
+    }
 }
 
 /// Publishers' media packets received since start, by which way they came in: a stream's first
@@ -72,8 +100,17 @@ impl Sfu {
     ///
     /// Must be called inside a tokio runtime.
     pub async fn start(config: SfuConfig) -> Result<Sfu> {
-        let socket = Arc::new(udp::bind(config.udp)?);
-        let udp_addr = socket.local_addr()?;
+        let n = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.workers
+        };
+        // One socket (and reader) per worker, so receiving also spreads over the cores.
+        let sockets: Vec<Arc<UdpSocket>> = udp::bind_group(config.udp, n)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let udp_addr = sockets[0].local_addr()?;
         let listener = match config.ice_tcp {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
@@ -94,7 +131,7 @@ impl Sfu {
         };
         let router = Arc::new(Router::default());
         let transport = Arc::new(Transport {
-            udp: socket.clone(),
+            udp: sockets[0].clone(),
             candidates: Candidates {
                 udp_port: udp_addr.port(),
                 tcp_port: tcp_addr.map(|a| a.port()),
@@ -102,11 +139,6 @@ impl Sfu {
             },
             router: router.clone(),
         });
-        let n = if config.workers == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            config.workers
-        };
         let track_ids = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         let mut senders = Vec::with_capacity(n);
@@ -123,16 +155,16 @@ impl Sfu {
                 track_ids: track_ids.clone(),
                 removals: Vec::new(),
                 media_in: Default::default(),
+                repairs: Default::default(),
                 arrived: Vec::new(),
                 origins: Vec::new(),
             };
             tasks.push(tokio::spawn(Worker::new(ctx).run(rx)));
         }
         let workers: Arc<[mpsc::Sender<Input>]> = senders.into();
-        // One reader per worker, so receiving also spreads over the cores.
-        for _ in 0..n {
+        for socket in sockets {
             tasks.push(tokio::spawn(udp::read_loop(
-                socket.clone(),
+                socket,
                 router.clone(),
                 workers.clone(),
                 config.batched_udp,
@@ -219,6 +251,7 @@ impl Sfu {
                     forward_delay,
                     media_in,
                     cached_packets,
+                    repairs,
                 }) = rx.await
             {
                 s.rooms += rooms;
@@ -229,6 +262,7 @@ impl Sfu {
                 s.media_in.connection += media_in.connection;
                 s.media_in.refused += media_in.refused;
                 s.cached_packets += cached_packets;
+                s.repairs.add(&repairs);
             }
         }
         (s.ufrag_routes, s.address_routes, s.tcp_connections) = self.router.counts();

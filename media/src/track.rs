@@ -50,13 +50,30 @@ pub(crate) struct CachedPacket {
     /// When it arrived, for ageing out.
     pub at: Instant,
     /// Subscribers it was sent to whose feedback has not yet confirmed it arrived. Only those
-    /// can ask for it again, so at 0 it leaves the cache: packets in flight and lost ones stay,
-    /// not the whole horizon's worth. (Subscribers without transport-wide-cc never confirm:
-    /// what they were sent stays until it ages out.)
+    /// can ask for it again, so when the last one confirms, the packet is released: packets in
+    /// flight and lost ones stay, not the whole horizon's worth. (Subscribers without
+    /// transport-wide-cc never confirm: what they were sent stays until it ages out. So does a
+    /// packet sent to nobody yet, kept for a subscriber switching to its layer.)
     pub awaiting: u16,
+    /// Confirmed by every subscriber it was sent to: its payload is let go, and the slot stays
+    /// until it ages out so that a NACK for it is told apart from one for a packet never or no
+    /// longer cached ([`Repairs`](crate::Repairs)).
+    pub released: bool,
     pub timestamp: u32,
     pub marker: bool,
     pub payload: Bytes,
+}
+
+/// What a layer's cache knows of one of its packets.
+#[derive(Debug)]
+pub(crate) enum Lookup<'a> {
+    /// Held for repairs.
+    Cached(&'a CachedPacket),
+    /// Every subscriber it went to confirmed it: nobody should ask for it.
+    Released,
+    /// Not (yet) arrived from the publisher, never cached (a layer nobody was getting or
+    /// moving to), aged out, or overwritten.
+    Missing,
 }
 
 /// One simulcast encoding (or the single encoding of a plain track).
@@ -122,26 +139,23 @@ impl Track {
         }
     }
 
-    /// Caches a packet of a layer that was sent to `sent` subscribers (none: nobody can ask).
+    /// Caches a packet of a layer for repairs.
     pub fn cache(&mut self, layer: usize, seq: u16, packet: CachedPacket) {
-        if packet.awaiting == 0 {
-            return;
-        }
         if let Some(cache) = self.cache_mut(layer) {
             cache.insert(seq, packet);
         }
     }
 
     /// A subscriber's feedback confirmed it has a packet of a layer: once every subscriber it
-    /// was sent to has, nobody will ask for it again.
+    /// was sent to has, nobody will ask for it again and its payload is let go.
     pub fn confirm(&mut self, layer: usize, seq: u16) {
-        let Some(cache) = self.cache_mut(layer) else {
-            return;
-        };
-        if let Some(p) = cache.get_mut(seq) {
-            p.awaiting = p.awaiting.saturating_sub(1);
+        if let Some(p) = self.cache_mut(layer).and_then(|c| c.get_mut(seq))
+            && p.awaiting > 0
+        {
+            p.awaiting -= 1;
             if p.awaiting == 0 {
-                cache.remove(seq);
+                p.released = true;
+                p.payload = Bytes::new();
             }
         }
     }
@@ -151,18 +165,23 @@ impl Track {
         self.layers
             .iter()
             .filter_map(|l| l.cache.as_ref())
-            .map(|c| c.count())
+            .map(|c| c.count(|p| !p.released))
             .sum()
     }
 
-    /// A cached packet of a layer, for a repair.
-    pub fn cached(&self, layer: usize, seq: u16) -> Option<&CachedPacket> {
-        self.layers
+    /// What the cache of a layer knows of a packet, for a repair.
+    pub fn lookup(&self, layer: usize, seq: u16) -> Lookup<'_> {
+        let packet = self
+            .layers
             .iter()
-            .find(|l| l.index == layer)?
-            .cache
-            .as_ref()?
-            .get(seq)
+            .find(|l| l.index == layer)
+            .and_then(|l| l.cache.as_ref())
+            .and_then(|c| c.get(seq));
+        match packet {
+            Some(p) if p.released => Lookup::Released,
+            Some(p) => Lookup::Cached(p),
+            None => Lookup::Missing,
+        }
     }
 
     /// The packet cache of a layer (video layers have one).
@@ -306,24 +325,35 @@ mod tests {
         let packet = |awaiting| CachedPacket {
             at: Instant::now(),
             awaiting,
+            released: false,
             timestamp: 0,
             marker: false,
             payload: Bytes::from_static(b"vp8"),
         };
         t.cache(0, 10, packet(2));
         t.cache(0, 11, packet(1));
+        // Sent to nobody yet, kept for a subscriber moving to the layer: no confirmation frees it.
         t.cache(0, 12, packet(0));
-        assert_eq!(t.cached_packets(), 2, "a packet sent to nobody is not kept");
+        assert_eq!(t.cached_packets(), 3);
+        assert!(matches!(t.lookup(0, 13), Lookup::Missing));
         t.confirm(0, 10);
         t.confirm(0, 11);
+        t.confirm(0, 12);
+        assert!(matches!(t.lookup(0, 12), Lookup::Cached(_)));
         assert!(
-            t.cached(0, 10).is_some(),
+            matches!(t.lookup(0, 10), Lookup::Cached(p) if p.payload[..] == b"vp8"[..]),
             "one of two subscribers still may ask"
         );
-        assert!(t.cached(0, 11).is_none());
+        assert!(matches!(t.lookup(0, 11), Lookup::Released));
         t.confirm(0, 10);
         t.confirm(0, 10);
         t.confirm(1, 10);
+        assert_eq!(t.cached_packets(), 1);
+        assert!(matches!(t.lookup(0, 10), Lookup::Released));
+        // Released slots age out like the rest.
+        t.age_caches(Instant::now() + Duration::from_secs(1));
+        assert!(matches!(t.lookup(0, 10), Lookup::Missing));
+        assert!(matches!(t.lookup(0, 12), Lookup::Missing));
         assert_eq!(t.cached_packets(), 0);
     }
 

@@ -18,7 +18,7 @@ use crate::net::outbox::Outbox;
 use crate::net::router::{ConnId, Route};
 use crate::peer::Transport;
 use crate::room::Room;
-use crate::sfu::MediaIn;
+use crate::sfu::{MediaIn, Repairs};
 use crate::timers::Timers;
 use crate::track::TrackId;
 use crate::uplink::Received;
@@ -42,6 +42,7 @@ pub(crate) struct Datagram {
     pub peer: SocketAddr,
     pub proto: TransportProtocol,
     pub data: BytesMut,
+    /// When it reached the host (the kernel's stamp where the socket gives one).
     pub at: Instant,
 }
 
@@ -122,6 +123,8 @@ pub struct WorkerStats {
     pub media_in: MediaIn,
     /// Video packets held for repairs.
     pub cached_packets: usize,
+    /// Packets subscribers asked for again, by outcome.
+    pub repairs: Repairs,
 }
 
 /// State shared by the rooms of one worker.
@@ -138,6 +141,8 @@ pub(crate) struct Ctx {
     pub removals: Vec<(Arc<str>, Arc<str>)>,
     /// Publishers' media packets received, by which way they came in.
     pub media_in: MediaIn,
+    /// Packets subscribers asked for again, by outcome.
+    pub repairs: Repairs,
     /// Scratch for the media packets a subscriber's feedback confirmed (kept for its allocation).
     pub arrived: Vec<MediaId>,
     /// Scratch for where those came from: (track, layer, publisher's sequence number).
@@ -503,6 +508,7 @@ impl Worker {
                         .flat_map(|p| p.tracks.iter())
                         .map(|t| t.cached_packets())
                         .sum(),
+                    repairs: self.ctx.repairs,
                 });
             }
         }

@@ -63,6 +63,7 @@ async fn closing_a_room_removes_everyone() {
     let held = mescon_media::SfuStats {
         forward_delay: Default::default(),
         media_in: Default::default(),
+        repairs: Default::default(),
         ..sfu.stats().await
     };
     assert_eq!(held, mescon_media::SfuStats::default());

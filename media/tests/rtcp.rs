@@ -122,6 +122,10 @@ async fn confirmed_packets_leave_the_cache_and_lost_ones_stay() {
     );
     let got = continuous_video(&sub);
     assert!(got >= 500, "{got} video packets");
+    // A receiver asks only for what it lacks, and its feedback confirmed only what it has.
+    let repairs = sfu.stats().await.repairs;
+    assert!(repairs.sent >= 10, "{repairs:?}");
+    assert_eq!(repairs.released, 0, "{repairs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

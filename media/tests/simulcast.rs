@@ -71,6 +71,44 @@ async fn subscriber_moves_between_layers_without_gaps() {
     let _ = &publisher.client;
 }
 
+/// The packet after the keyframe a switch waits for arrives first (the network reordered
+/// them). It is not sent, as the subscriber is not on its layer yet, but once the keyframe
+/// starts the layer it belongs in the subscriber's numbering, which asks for it: it must still
+/// be there to resend, though nobody had been sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_that_overtakes_the_switch_keyframe_is_repaired() {
+    let sfu = start_sfu(false).await;
+    let (sh, sub) = join_subscriber(&sfu, "room", "sub").await;
+    sh.set_max_layer(0).await.expect("small view");
+    let (ph, _pev) = sfu.join("room", "pub").await.expect("join");
+    let mut publisher = SimulcastPublisher::connect(&ph).await;
+    publisher.send_frames(100).await;
+
+    sh.set_max_layer(2).await.expect("large view");
+    publisher.overtake_keyframe = Some(2);
+    publisher.send_frames(150).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        publisher.overtake_keyframe, None,
+        "a keyframe was overtaken"
+    );
+
+    let all = in_order(&sub.seen().get("pub:cam").cloned().unwrap_or_default());
+    let first_high = all
+        .iter()
+        .position(|p| p.head[2] == 2)
+        .expect("moved up to layer 2");
+    assert!(all[first_high].keyframe, "switch happens on a keyframe");
+    assert_continuous("overtaken keyframe", &all);
+    // (The test client keeps asking for a packet it got through RTX: its NACK generator
+    // does not count RTX as the packet, so what it asks for later is no longer there.)
+    let repairs = sfu.stats().await.repairs;
+    assert!(
+        repairs.sent >= 1,
+        "the overtaking packet was resent: {repairs:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_the_publisher_stops_sending_is_left_for_one_still_flowing() {
     let sfu = start_sfu(false).await;

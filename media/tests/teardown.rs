@@ -28,6 +28,7 @@ async fn settle(sfu: &Sfu) -> SfuStats {
     let held = |s: SfuStats| SfuStats {
         forward_delay: Default::default(),
         media_in: Default::default(),
+        repairs: Default::default(),
         ..s
     };
     for _ in 0..50 {

@@ -95,6 +95,15 @@ fn record_sfu(s: &mescon_media::SfuStats) {
         .absolute(s.media_in.connection);
     metrics::counter!("sfu_media_refused_packets_total").absolute(s.media_in.refused);
     metrics::counter!("sfu_forwarded_packets_total").absolute(s.forward_delay.count());
+    let r = &s.repairs;
+    for (outcome, n) in [
+        ("sent", r.sent),
+        ("unmapped", r.unmapped),
+        ("released", r.released),
+        ("missing", r.missing),
+    ] {
+        metrics::counter!("sfu_repairs_total", "outcome" => outcome).absolute(n);
+    }
     for (q, label) in [(0.5, "0.5"), (0.99, "0.99"), (0.999, "0.999")] {
         if let Some(d) = s.forward_delay.quantile(q) {
             metrics::gauge!("sfu_forward_delay_seconds", "quantile" => label).set(d.as_secs_f64());

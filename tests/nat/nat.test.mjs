@@ -66,6 +66,8 @@ before(async () => {
       MESCON_PUBLIC_URL: ORIGIN,
       MESCON_OTP_PER_IP_HOUR: '1000',
       MESCON_AUTH_PER_IP_MINUTE: '1000',
+      // The test reads /metrics from the server's own namespace as a reverse proxy would.
+      MESCON_TRUSTED_PROXIES: WAN_IP,
     },
     // This process is in the root namespace and cannot reach mx-wan: ask from Bob's namespace.
     ready: async () => {
@@ -162,8 +164,37 @@ function serverHttpPeers(stale = new Set()) {
 }
 
 /** Evidence for a failed scenario: every candidate pair both browsers tried, and the server's log. */
+// The SFU's figures on /metrics (served to private networks; asked from the server's namespace
+// through the trusted-proxy header, as this process cannot reach it), by series.
+function sfuMetrics() {
+  const text = inNs('mx-wan', process.execPath, ['-e',
+    `fetch(${JSON.stringify(ORIGIN + '/metrics')}, { headers: { 'x-forwarded-for': '127.0.0.1' } })` +
+    '.then((r) => r.text()).then((t) => process.stdout.write(t))']);
+  const series = new Map();
+  for (const line of text.split('\n').filter((l) => l.startsWith('sfu_'))) {
+    const at = line.lastIndexOf(' ');
+    series.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  assert.ok(series.has('sfu_rooms'), `the SFU's figures on /metrics: ${text.slice(0, 300)}`);
+  return series;
+}
+// What became of the packets subscribers NACKed between two readings of sfuMetrics().
+function repairsBetween(before, after) {
+  const out = {};
+  for (const outcome of ['sent', 'unmapped', 'released', 'missing']) {
+    const key = `sfu_repairs_total{outcome="${outcome}"}`;
+    out[outcome] = (after.get(key) || 0) - (before.get(key) || 0);
+  }
+  return out;
+}
+
 async function explainFailure(mode, alice, bob, fromLine) {
   console.log(`--- ${mode} failed: evidence`);
+  try {
+    console.log(`SFU: ${[...sfuMetrics()].map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  } catch (e) {
+    console.log(`SFU metrics unavailable: ${e.message}`);
+  }
   for (const [who, page] of [['alice', alice], ['bob', bob]]) {
     const stats = await callStats(page).catch((e) => { console.log(`${who}: no stats (${e.message})`); return []; });
     console.log(`${who}: call state ${await page.evaluate(() => window.mesconCall?.state).catch(() => '?')}, selected: ${describePairs(selectedPairs(stats))}`);
@@ -325,6 +356,7 @@ for (const sc of SCENARIOS) {
     const bobPhone = `+120155501${sc.n}2`;
     const fromLine = server.lines.length;
     const stale = serverHttpEndpoints();
+    const sfuBefore = sfuMetrics();
     const [alice, bob] = await openPages();
     try {
       const { ringMs, connectMs } = await placeCall(alice, bob, alicePhone, bobPhone, sc.mode, r, stale);
@@ -407,6 +439,11 @@ for (const sc of SCENARIOS) {
         if (downOverTcp || upOverTcp) extra.push(`carried over ICE-TCP: ${[downOverTcp && 'downlink', upOverTcp && 'uplink'].filter(Boolean).join(', ')}`);
         extra.push(`alice inbound video: ${videoHealth(afterStats[0])}; alice outbound video: ${senderRepair(afterStats[0])}; bob inbound video: ${videoHealth(afterStats[1])}`);
       }
+      // A receiver asks again only for what it lacks, and its transport-wide-cc feedback confirmed
+      // only what it has: a NACK never names a packet the SFU let go on that confirmation.
+      const repairs = repairsBetween(sfuBefore, sfuMetrics());
+      assert.equal(repairs.released, 0, `no NACK asks for a packet every receiver confirmed: ${JSON.stringify(repairs)}`);
+      extra.push(`SFU repairs ${JSON.stringify(repairs)}`);
       Object.assign(r, { ringMs, connectMs, alicePairs: describePairs(alicePairs), bobPairs: describePairs(bobPairs), extra: extra.join(', ') });
 
       // Hang up: both call windows close.

@@ -24,7 +24,7 @@
 //! `mallinfo2`) is the steadier of the two: RSS also moves with what the allocator keeps.
 //!
 //! Reported: forwarded packets/s, the SFU's CPU (cores used, packets/s per core), loss, the
-//! delay the SFU adds (its own histogram: socket read to `sendmmsg`) and the SFU process's RSS
+//! delay the SFU adds (its own histogram: arrival at the host to `sendmmsg`) and the SFU process's RSS
 //! per participant.
 
 use std::collections::{HashMap, HashSet};
@@ -308,7 +308,7 @@ async fn drive() -> Res<()> {
         );
     }
     println!(
-        "  SFU-added delay ({} packets, socket read to sendmmsg): p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+        "  SFU-added delay ({} packets, arrival to sendmmsg): p50 {} us, p99 {} us, p99.9 {} us, max {} us",
         run.field("delayed"),
         run.field("p50"),
         run.field("p99"),

@@ -47,8 +47,8 @@ pub struct ForwardBench {
     legs: Vec<Leg>,
     kind: RtpCodecKind,
     sink: Sink,
-    /// The arrival time of the next packet. In the SFU the socket reader stamps each datagram
-    /// as it takes it, so forwarding is handed its time rather than reading the clock; reading
+    /// The arrival time of the next packet. In the SFU each datagram carries the kernel's
+    /// receive stamp, so forwarding is handed its time rather than reading the clock; reading
     /// it here would time the clock (tens of ns on a VM) as part of forwarding.
     clock: Instant,
 }

@@ -112,7 +112,7 @@ impl Outbox {
         }
     }
 
-    /// How long forwarded packets spent in the SFU, from socket read to `sendmmsg`.
+    /// How long forwarded packets spent in the SFU, from arrival at the host to `sendmmsg`.
     pub fn delay(&self) -> &DelayHistogram {
         &self.delay
     }

@@ -9,7 +9,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use super::Room;
 use crate::Event;
 use crate::downlink::REPORT_INTERVAL;
-use crate::track::{CachedPacket, TrackId, cache_horizon};
+use crate::track::{CachedPacket, Lookup, TrackId, cache_horizon};
 use crate::worker::Ctx;
 
 /// How often one subscriber re-asks for a keyframe it is still waiting for.
@@ -19,7 +19,7 @@ impl Room {
     /// Answers a subscriber's NACK from the publisher's packet cache: each lost packet is
     /// mapped back to the layer and sequence number it was forwarded from and sent again (as
     /// RTX where the subscriber negotiated it). Packets no longer cached are left to the
-    /// subscriber's keyframe request.
+    /// subscriber's keyframe request. Every packet asked for is counted by outcome.
     pub(super) fn repair(
         &mut self,
         ctx: &mut Ctx,
@@ -28,11 +28,14 @@ impl Room {
         lost: &[u16],
         now: Instant,
     ) {
+        let outcomes = &mut ctx.repairs;
         let Some(dt) = self
             .participants
             .get(sub_id)
             .and_then(|s| s.downtracks.iter().find(|d| d.rtc_track_id == track))
         else {
+            tracing::debug!(track, "NACK for a track the subscriber does not receive");
+            outcomes.unmapped += lost.len() as u64;
             return;
         };
         let Some(source) = self
@@ -40,16 +43,30 @@ impl Room {
             .values()
             .find_map(|p| p.tracks.iter().find(|t| t.id == dt.track))
         else {
+            outcomes.unmapped += lost.len() as u64;
             return;
         };
         let repairs: Vec<(u16, u32, CachedPacket)> = lost
             .iter()
             .filter_map(|&seq| {
-                let origin = dt.forwarder.origin(seq)?;
-                let packet = source.cached(origin.layer, origin.seq)?;
-                Some((seq, origin.ts_offset, packet.clone()))
+                let Some(origin) = dt.forwarder.origin(seq) else {
+                    outcomes.unmapped += 1;
+                    return None;
+                };
+                match source.lookup(origin.layer, origin.seq) {
+                    Lookup::Cached(packet) => Some((seq, origin.ts_offset, packet.clone())),
+                    Lookup::Released => {
+                        outcomes.released += 1;
+                        None
+                    }
+                    Lookup::Missing => {
+                        outcomes.missing += 1;
+                        None
+                    }
+                }
             })
             .collect();
+        outcomes.sent += repairs.len() as u64;
         if repairs.is_empty() {
             return;
         }

@@ -299,6 +299,7 @@ impl Room {
 
         let mut publisher = None;
         let mut sent = 0u16;
+        let mut switching_here = false;
         for (sub_id, sub) in self.participants.iter_mut() {
             if **sub_id == *pid {
                 publisher = Some(sub);
@@ -312,16 +313,24 @@ impl Room {
             };
             if dt.write(link, &mut ctx.out, &packet, layer, keyframe, now) {
                 sent = sent.saturating_add(1);
+            } else if dt.forwarder.target() == layer {
+                switching_here = true;
             }
         }
         // Cached after the fan-out, which tells how many subscribers could ask for it again.
-        if let Some(track) = publisher.and_then(|p| p.track_mut(id)) {
+        // A packet sent to nobody is kept only while a subscriber is moving to its layer: if it
+        // overtook the keyframe the switch waits for, it follows that keyframe in the
+        // subscriber's numbering, and the subscriber will ask for it.
+        if (sent > 0 || switching_here)
+            && let Some(track) = publisher.and_then(|p| p.track_mut(id))
+        {
             track.cache(
                 layer,
                 packet.header.sequence_number,
                 CachedPacket {
                     at: now,
                     awaiting: sent,
+                    released: false,
                     timestamp: packet.header.timestamp,
                     marker: packet.header.marker,
                     payload: packet.payload,

@@ -65,6 +65,9 @@ pub struct SimulcastPublisher {
     pub answer: String,
     /// Layers being sent (a browser drops upper layers when its uplink estimate falls).
     pub active: [bool; 3],
+    /// A layer whose next keyframe is overtaken by the packet after it, as a network that
+    /// reorders would have it.
+    pub overtake_keyframe: Option<usize>,
 }
 
 impl SimulcastPublisher {
@@ -119,6 +122,7 @@ impl SimulcastPublisher {
             interval: Duration::from_millis(10),
             answer,
             active: [true; 3],
+            overtake_keyframe: None,
         }
     }
 
@@ -126,6 +130,8 @@ impl SimulcastPublisher {
     /// with a VP8 descriptor byte, then 0 for a keyframe, the layer, and the frame number's low byte.
     pub async fn send_frames(&mut self, n: u32) {
         let mut tick = tokio::time::interval(self.interval);
+        // A keyframe held back (its layer and packet), to go right after its layer's next packet.
+        let mut held: Option<(usize, rtp::Packet)> = None;
         for _ in 0..n {
             tick.tick().await;
             let f = self.frame;
@@ -155,13 +161,19 @@ impl SimulcastPublisher {
                 header
                     .set_extension(self.rid_ext, RIDS[layer].as_bytes().to_vec().into())
                     .expect("rid");
-                let _ = self
-                    .track
-                    .write_rtp(rtp::Packet {
-                        header,
-                        payload: payload.into(),
-                    })
-                    .await;
+                let packet = rtp::Packet {
+                    header,
+                    payload: payload.into(),
+                };
+                if keyframe && self.overtake_keyframe == Some(layer) {
+                    self.overtake_keyframe = None;
+                    held = Some((layer, packet));
+                    continue;
+                }
+                let _ = self.track.write_rtp(packet).await;
+                if let Some((_, keyframe)) = held.take_if(|(l, _)| *l == layer) {
+                    let _ = self.track.write_rtp(keyframe).await;
+                }
             }
         }
     }
