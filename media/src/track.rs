@@ -22,6 +22,11 @@ pub const MAX_LAYERS: usize = 3;
 /// Packets every subscriber confirmed leave early (see [`CachedPacket::awaiting`]), so what
 /// it usually holds is a feedback interval's worth plus the losses.
 const CACHE_PACKETS: usize = 256;
+/// How far a packet may overtake the keyframe a subscriber waits for and still be repaired. A
+/// packet sent to nobody is kept only for that: networks reorder by a few places, and a
+/// subscriber waiting long for a keyframe would otherwise fill the cache with packets nobody
+/// will ask for.
+const OVERTAKE_DEPTH: u16 = 32;
 /// The longest packets stay repairable, used until every subscriber's round trip is known: a
 /// receiver's jitter buffer has given up on older packets.
 pub(crate) const CACHE_AGE: Duration = Duration::from_secs(1);
@@ -139,11 +144,22 @@ impl Track {
         }
     }
 
-    /// Caches a packet of a layer for repairs.
+    /// Caches a packet of a layer for repairs. Of the packets sent to nobody, only the last
+    /// [`OVERTAKE_DEPTH`] numbers' are kept.
     pub fn cache(&mut self, layer: usize, seq: u16, packet: CachedPacket) {
-        if let Some(cache) = self.cache_mut(layer) {
-            cache.insert(seq, packet);
+        let Some(cache) = self.cache_mut(layer) else {
+            return;
+        };
+        if packet.awaiting == 0 {
+            let old = seq.wrapping_sub(OVERTAKE_DEPTH);
+            if cache
+                .get(old)
+                .is_some_and(|p| p.awaiting == 0 && !p.released)
+            {
+                cache.remove(old);
+            }
         }
+        cache.insert(seq, packet);
     }
 
     /// A subscriber's feedback confirmed it has a packet of a layer: once every subscriber it
@@ -355,6 +371,28 @@ mod tests {
         assert!(matches!(t.lookup(0, 10), Lookup::Missing));
         assert!(matches!(t.lookup(0, 12), Lookup::Missing));
         assert_eq!(t.cached_packets(), 0);
+    }
+
+    #[test]
+    fn only_the_last_few_packets_sent_to_nobody_are_kept() {
+        let mut t = video_track();
+        t.add_layer(1, None);
+        let packet = |awaiting| CachedPacket {
+            at: Instant::now(),
+            awaiting,
+            released: false,
+            timestamp: 0,
+            marker: false,
+            payload: Bytes::from_static(b"vp8"),
+        };
+        t.cache(0, 99, packet(1));
+        for seq in 100..200 {
+            t.cache(0, seq, packet(0));
+        }
+        assert_eq!(t.cached_packets(), 1 + OVERTAKE_DEPTH as usize);
+        assert!(matches!(t.lookup(0, 99), Lookup::Cached(_)), "sent: kept");
+        assert!(matches!(t.lookup(0, 167), Lookup::Missing));
+        assert!(matches!(t.lookup(0, 168), Lookup::Cached(_)));
     }
 
     #[test]

@@ -64,6 +64,14 @@ impl<T> PacketCache<T> {
         }
     }
 
+    /// Forgets one packet.
+    pub fn remove(&mut self, seq: u16) {
+        let slot = &mut self.slots[seq as usize & self.mask];
+        if slot.as_ref().is_some_and(|(s, _)| *s == seq) {
+            *slot = None;
+        }
+    }
+
     /// Forgets the packets `keep` says no to (e.g. those too old to be asked for again).
     pub fn retain(&mut self, keep: impl Fn(&T) -> bool) {
         for slot in self.slots.iter_mut() {
@@ -130,16 +138,19 @@ mod tests {
     }
 
     #[test]
-    fn one_packet_is_updated_and_packets_are_counted() {
+    fn one_packet_is_updated_or_removed_and_packets_are_counted() {
         let mut c = PacketCache::new(16);
         for s in 0..10u16 {
             c.insert(s, s);
         }
         // A number that only shares a packet's slot does not reach it.
         assert_eq!(c.get_mut(7 + 16), None);
+        c.remove(8 + 16);
         *c.get_mut(9).expect("cached") += 100;
         assert_eq!((c.get(8), c.get(9)), (Some(&8), Some(&109)));
-        assert_eq!(c.count(|_| true), 10);
+        c.remove(7);
+        assert_eq!(c.get(7), None);
+        assert_eq!(c.count(|_| true), 9);
         assert_eq!(c.count(|v| *v >= 8), 2);
     }
 }
