@@ -139,10 +139,27 @@ impl Client {
         Self::with_interceptors(tcp_only, |registry| registry).await
     }
 
+    /// A loopback UDP client that answers as the DTLS client, as browsers do. (Left to itself,
+    /// `webrtc` answers an ICE-lite offer as the DTLS server, which makes the SFU the client.)
+    pub async fn answering_as_dtls_client() -> Client {
+        let settings = webrtc::peer_connection::SettingEngineBuilder::new()
+            .with_answering_dtls_role(rtc::peer_connection::transport::RTCDtlsRole::Client)
+            .build();
+        Self::build(false, |registry| registry, Some(settings)).await
+    }
+
     /// Like [`Client::new`], with interceptors of the test's own added to the default chain.
     pub async fn with_interceptors(
         tcp_only: bool,
         extra: impl FnOnce(Registry) -> Registry,
+    ) -> Client {
+        Self::build(tcp_only, extra, None).await
+    }
+
+    async fn build(
+        tcp_only: bool,
+        extra: impl FnOnce(Registry) -> Registry,
+        settings: Option<webrtc::peer_connection::SettingEngine>,
     ) -> Client {
         let mut me = MediaEngine::default();
         me.register_default_codecs().expect("codecs");
@@ -168,6 +185,10 @@ impl Client {
                 tracks: tracks.clone(),
             }))
             .with_runtime(default_runtime().expect("runtime"));
+        let builder = match settings {
+            Some(settings) => builder.with_setting_engine(settings),
+            None => builder,
+        };
         let builder = if tcp_only {
             builder
                 .with_udp_addrs(Vec::<String>::new())
