@@ -334,18 +334,21 @@ impl KeyframeThrottle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_packet_leaves_the_cache_once_every_subscriber_has_it() {
-        let mut t = video_track();
-        t.add_layer(1, None);
-        let packet = |awaiting| CachedPacket {
+    fn packet(awaiting: u16) -> CachedPacket {
+        CachedPacket {
             at: Instant::now(),
             awaiting,
             released: false,
             timestamp: 0,
             marker: false,
             payload: Bytes::from_static(b"vp8"),
-        };
+        }
+    }
+
+    #[test]
+    fn a_packet_leaves_the_cache_once_every_subscriber_has_it() {
+        let mut t = video_track();
+        t.add_layer(1, None);
         t.cache(0, 10, packet(2));
         t.cache(0, 11, packet(1));
         // Sent to nobody yet, kept for a subscriber moving to the layer: no confirmation frees it.
@@ -377,14 +380,6 @@ mod tests {
     fn only_the_last_few_packets_sent_to_nobody_are_kept() {
         let mut t = video_track();
         t.add_layer(1, None);
-        let packet = |awaiting| CachedPacket {
-            at: Instant::now(),
-            awaiting,
-            released: false,
-            timestamp: 0,
-            marker: false,
-            payload: Bytes::from_static(b"vp8"),
-        };
         t.cache(0, 99, packet(1));
         for seq in 100..200 {
             t.cache(0, seq, packet(0));
