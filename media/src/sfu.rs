@@ -68,8 +68,9 @@ pub struct Repairs {
     /// Let go from the cache because every subscriber it went to had confirmed it arrived:
     /// should not happen, as a receiver asks only for what it lacks.
     pub released: u64,
-    /// No longer (or never) in the cache: aged out, overwritten by newer packets, or from a
-    /// layer nobody received.
+    /// Not in the cache: not arrived yet from the publisher (lost on its way in, while the SFU
+    /// asks the publisher for it), aged out, overwritten by newer packets, or from a layer
+    /// nobody was receiving or moving to.
     pub missing: u64,
 }
 
